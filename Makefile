@@ -1,0 +1,48 @@
+# recsys-retrain: the two set-up commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Embedded defaults: everything under var/, no service to start by hand.
+export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
+export RECSYS_DATA ?= $(CURDIR)/var/data
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
+export PYTHONPATH := $(CURDIR)
+export PATH := $(BIN):$(PATH)
+
+DEMO_DAY ?= 2026-03-02
+BENCH_DAYS ?= 5
+BENCH_ROWS ?= 1000000
+
+.PHONY: venv demo test lint bench-preprocess clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --requirement requirements.txt
+	$(BIN)/pip install --quiet --no-deps --requirement requirements-nodeps.txt
+	$(BIN)/python scripts/check_env.py
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python scripts/demo.py --day $(DEMO_DAY)
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-preprocess: venv
+	$(BIN)/python scripts/bench_preprocess.py --days $(BENCH_DAYS) --rows $(BENCH_ROWS)
+
+clean:
+	rm -rf var/

@@ -1,0 +1,164 @@
+"""Dataset specs: which columns a dataset has, how its raw partitions look, and the rules that judge them.
+
+Everything downstream (validation, preprocessing, shards, the DAG) reads columns from a spec, never from a
+hard-coded list, so a second dataset is a second YAML file in include/datasets/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+DEFAULT_SPEC_DIR = Path(__file__).resolve().parent.parent / "include" / "datasets"
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be used, with the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RawFormat(_Strict):
+    """How one raw partition is written: delimited text, one record a line, no quoting."""
+
+    type: Literal["tsv", "csv"] = "tsv"
+    delimiter: str = "\t"
+    header: bool = False
+    file_glob: str = "part-*"
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError("delimiter must be a single character")
+        return value
+
+
+class ParseRules(_Strict):
+    """What makes a line well formed. Both the GX validator and the Spark parser apply these same rules."""
+
+    # Java and Python regex syntax agree on these patterns; they are matched against the whole field.
+    label_pattern: str = r"-?[0-9]+"
+    dense_pattern: str = r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?"
+    max_bad_row_fraction: float = Field(0.01, ge=0.0, le=1.0)
+
+
+class ValidationRules(_Strict):
+    """Expectations the GX suite is built from; bounds are inclusive."""
+
+    min_rows: int = Field(1000, ge=1)
+    max_rows: int = Field(100_000_000, ge=1)
+    positive_rate: tuple[float, float] = (0.05, 0.6)
+    dense_range: tuple[float, float] = (-1_000.0, 1e10)
+    categorical_pattern: str = r"^[0-9a-f]{8}$"
+    min_non_null_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    min_non_null_overrides: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ValidationRules:
+        if self.min_rows > self.max_rows:
+            raise ValueError("min_rows must not exceed max_rows")
+        if not 0.0 <= self.positive_rate[0] <= self.positive_rate[1] <= 1.0:
+            raise ValueError("positive_rate must be [low, high] within [0, 1]")
+        if self.dense_range[0] > self.dense_range[1]:
+            raise ValueError("dense_range must be [low, high]")
+        return self
+
+
+class DriftRules(_Strict):
+    """Drift against the previous valid partition: PSI for dense columns, L-infinity for categorical ones."""
+
+    dense_psi_max: float = Field(0.25, gt=0.0)
+    categorical_linf_max: float = Field(0.3, gt=0.0)
+    top_k: int = Field(20, ge=1)
+    bins: int = Field(10, ge=2)
+    lookback_days: int = Field(7, ge=1)
+
+
+class SplitFractions(_Strict):
+    train: float = 0.8
+    valid: float = 0.1
+    test: float = 0.1
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        if min(self.train, self.valid, self.test) <= 0 or abs(self.train + self.valid + self.test - 1.0) > 1e-9:
+            raise ValueError("split fractions must be positive and sum to 1")
+        return self
+
+
+class PreprocessRules(_Strict):
+    freq_threshold: int = Field(2, ge=1)
+    splits: SplitFractions = SplitFractions()
+    split_seed: int = 42
+
+
+class DatasetSpec(_Strict):
+    name: str
+    description: str = ""
+    label: str
+    dense: tuple[str, ...]
+    categorical: tuple[str, ...]
+    # Column order in the raw file; default: label, dense, categorical.
+    columns: tuple[str, ...] | None = None
+    raw: RawFormat = RawFormat()
+    parse: ParseRules = ParseRules()
+    validation: ValidationRules = ValidationRules()
+    drift: DriftRules = DriftRules()
+    preprocess: PreprocessRules = PreprocessRules()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"dataset name {value!r} must match {NAME_PATTERN.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> DatasetSpec:
+        named = [self.label, *self.dense, *self.categorical]
+        if len(set(named)) != len(named):
+            raise ValueError("label, dense and categorical columns must be distinct")
+        if not self.dense and not self.categorical:
+            raise ValueError("a dataset needs at least one dense or categorical column")
+        if self.columns is not None and sorted(self.columns) != sorted(named):
+            raise ValueError("columns must list exactly the label, dense and categorical columns")
+        unknown = set(self.validation.min_non_null_overrides) - set(named)
+        if unknown:
+            raise ValueError(f"min_non_null_overrides names unknown columns: {sorted(unknown)}")
+        return self
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        """Columns in the order the raw file holds them."""
+        return self.columns or (self.label, *self.dense, *self.categorical)
+
+    def min_non_null(self, column: str) -> float:
+        return self.validation.min_non_null_overrides.get(column, self.validation.min_non_null_fraction)
+
+
+def load_spec(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> DatasetSpec:
+    """Load a spec by dataset name (from spec_dir) or by a path to its YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        if not NAME_PATTERN.match(str(name_or_path)):
+            raise SpecError(f"dataset name {str(name_or_path)!r} must match {NAME_PATTERN.pattern}")
+        path = spec_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise SpecError(f"no dataset spec at {path}")
+    try:
+        document = yaml.safe_load(path.read_text())
+        return DatasetSpec.model_validate(document)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise SpecError(f"invalid dataset spec {path}: {exc}") from exc
+
+
+def available_specs(spec_dir: Path = DEFAULT_SPEC_DIR) -> list[str]:
+    return sorted(p.stem for p in spec_dir.glob("*.yaml"))

@@ -1,0 +1,112 @@
+"""The storage layout under RECSYS_DATA and the atomic-publish helpers every writer uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from recdp.spec import NAME_PATTERN
+
+
+class StorageError(ValueError):
+    """A path or day that must not be used."""
+
+
+def parse_day(day: str | dt.date) -> dt.date:
+    """A partition day as a date; anything but YYYY-MM-DD is refused."""
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, dt.date):
+        return day
+    try:
+        return dt.date.fromisoformat(str(day))
+    except ValueError as exc:
+        raise StorageError(f"day {day!r} is not a date in YYYY-MM-DD form") from exc
+
+
+def _dataset(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise StorageError(f"dataset name {name!r} must match {NAME_PATTERN.pattern}")
+    return name
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """RECSYS_DATA and its fixed layout (see docs/ARCHITECTURE.md)."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> DataRoot:
+        value = os.environ.get("RECSYS_DATA")
+        if not value:
+            raise StorageError("RECSYS_DATA is not set")
+        return cls(Path(value).resolve())
+
+    def _day_dir(self, area: str, dataset: str, day: str | dt.date) -> Path:
+        return self.root / area / _dataset(dataset) / f"day={parse_day(day).isoformat()}"
+
+    def raw(self, dataset: str, day: str | dt.date) -> Path:
+        return self._day_dir("raw", dataset, day)
+
+    def quarantine(self, dataset: str, day: str | dt.date) -> Path:
+        return self._day_dir("quarantine", dataset, day)
+
+    def validation(self, dataset: str, day: str | dt.date) -> Path:
+        return self._day_dir("validation", dataset, day)
+
+    def processed(self, dataset: str, day: str | dt.date) -> Path:
+        return self._day_dir("processed", dataset, day)
+
+    def vocab(self, dataset: str) -> Path:
+        return self.root / "vocab" / _dataset(dataset)
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write JSON so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_directory(final: Path) -> Iterator[Path]:
+    """Yield a private staging directory beside `final`; on success it replaces `final` whole.
+
+    On any error the staging directory is removed and `final` is left as it was, so a crash never leaves
+    a half-written output where readers look.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".staging-{final.name}-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        yield staging
+        publish_directory(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_directory(staging: Path, final: Path) -> None:
+    """Move a complete staging directory into place, replacing any earlier output whole."""
+    retired = None
+    if final.exists():
+        retired = final.parent / f".retired-{final.name}-{uuid.uuid4().hex[:12]}"
+        os.replace(final, retired)
+    os.replace(staging, final)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
