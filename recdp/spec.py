@@ -96,6 +96,9 @@ class SplitFractions(_Strict):
 
 class PreprocessRules(_Strict):
     freq_threshold: int = Field(2, ge=1)
+    # Categorical values are hex strings (Criteo): map them to 64-bit ints first, so that counting and
+    # joining work on longs instead of strings.
+    hex_categoricals: bool = False
     splits: SplitFractions = SplitFractions()
     split_seed: int = 42
 
