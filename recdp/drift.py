@@ -69,7 +69,7 @@ def _top_shares(column: pa.ChunkedArray, keep: int) -> tuple[dict[str, float], i
     values = counts.field("values").to_pylist()
     numbers = np.asarray(counts.field("counts").to_numpy(), dtype=np.float64)
     total = max(float(len(column)), 1.0)
-    shares = {(MISSING_KEY if v is None else str(v)): n / total for v, n in zip(values, numbers)}
+    shares = {(MISSING_KEY if v is None else str(v)): n / total for v, n in zip(values, numbers, strict=True)}
     top = dict(sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:keep])
     return top, len(values)
 

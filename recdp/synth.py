@@ -165,9 +165,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _arrow_table(spec: DatasetSpec, model: HiddenModel, labels, cat_ids, dense) -> pa.Table:
     columns: dict[str, pa.Array] = {spec.label: pa.array(labels.astype(np.int8))}
-    for name, values in zip(spec.dense, dense):
+    for name, values in zip(spec.dense, dense, strict=True):
         columns[name] = pa.array(values, mask=np.isnan(values)).cast(pa.int64())
-    for j, (name, ids) in enumerate(zip(spec.categorical, cat_ids)):
+    for j, (name, ids) in enumerate(zip(spec.categorical, cat_ids, strict=True)):
         unique, inverse = np.unique(ids, return_inverse=True)
         dictionary = pa.array(model.hex_values(j, np.where(unique < 0, 0, unique)).tolist())
         indices = pa.array(inverse.astype(np.int32), mask=(ids < 0))
@@ -218,7 +218,7 @@ def generate_day(spec: DatasetSpec, root: DataRoot, day: str | dt.date, config: 
             "cardinality_scale": config.cardinality_scale,
             "positive_rate": float(all_labels.mean()),
             "oracle_auc": roc_auc(all_labels, np.concatenate(logits)),
-            "cardinalities": dict(zip(spec.categorical, model.cardinalities)),
+            "cardinalities": dict(zip(spec.categorical, model.cardinalities, strict=True)),
         }
         write_json_atomic(staging / "_synth.json", summary)
     return summary

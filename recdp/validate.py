@@ -25,12 +25,12 @@ from typing import Any
 # GX phones home unless told not to; this machine and most clusters have no internet.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-import great_expectations as gx  # noqa: E402
+import great_expectations as gx
 
-from recdp.drift import PartitionProfile, compare, profile_partition  # noqa: E402
-from recdp.rawread import RawPartition, read_partition  # noqa: E402
-from recdp.spec import DatasetSpec, load_spec  # noqa: E402
-from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic  # noqa: E402
+from recdp.drift import PartitionProfile, compare, profile_partition
+from recdp.rawread import RawPartition, read_partition
+from recdp.spec import DatasetSpec, load_spec
+from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)

@@ -20,13 +20,12 @@ import fcntl
 import json
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recdp.ops import FIRST_VALUE_ID
@@ -138,7 +137,7 @@ class VocabularyStore:
                 write_json_atomic(staging / "manifest.json", {
                     "version": version, "parent": current.version, "created_for_day": day.isoformat(),
                     "freq_threshold": freq_threshold, "added": added, "table_sizes": sizes,
-                    "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    "created_at": dt.datetime.now(dt.UTC).isoformat(),
                 })
         finally:
             ranked.unpersist()

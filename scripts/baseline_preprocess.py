@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recdp.rawread import partition_files  # noqa: E402
-from recdp.spec import load_spec  # noqa: E402
-from recdp.storage import DataRoot, parse_day  # noqa: E402
+from recdp.rawread import partition_files
+from recdp.spec import load_spec
+from recdp.storage import DataRoot, parse_day
 
 
 def preprocess_day(spec, files: list[Path], out: Path) -> int:

@@ -27,21 +27,27 @@ from pathlib import Path
 # Submitted as a script, the project root is not on sys.path; put it there before importing recdp.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
-from pyspark import StorageLevel  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
+import numpy as np
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from recdp.ops import (  # noqa: E402
-    FIRST_VALUE_ID, MISSING_ID, SPLIT, WELL_FORMED, DropMalformed, categorical_key_type, parse_pipeline,
+from recdp.ops import (
+    FIRST_VALUE_ID,
+    MISSING_ID,
+    SPLIT,
+    WELL_FORMED,
+    DropMalformed,
+    categorical_key_type,
+    parse_pipeline,
     standard_pipeline,
 )
-from recdp.rawread import partition_files  # noqa: E402
-from recdp.shards import ShardWriter, parquet_batches  # noqa: E402
-from recdp.spec import DatasetSpec, load_spec  # noqa: E402
-from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic  # noqa: E402
-from recdp.validate import REPORT  # noqa: E402
-from recdp.vocab import VocabularyStore  # noqa: E402
+from recdp.rawread import partition_files
+from recdp.shards import ShardWriter, parquet_batches
+from recdp.spec import DatasetSpec, load_spec
+from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic
+from recdp.validate import REPORT
+from recdp.vocab import VocabularyStore
 
 log = logging.getLogger("recdp.preprocess")
 SPLITS = ("train", "valid", "test")
