@@ -88,21 +88,26 @@ def build_suite(spec: DatasetSpec) -> gx.ExpectationSuite:
     """The expectation suite of a dataset, from its spec alone."""
     e = gx.expectations
     rules = spec.validation
-    suite = gx.ExpectationSuite(name=f"{spec.name}_raw_partition")
-    suite.add_expectation(e.ExpectTableColumnsToMatchOrderedList(column_list=list(spec.raw_columns)))
-    suite.add_expectation(e.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows))
-    suite.add_expectation(e.ExpectColumnValuesToNotBeNull(column=spec.label))
-    suite.add_expectation(e.ExpectColumnValuesToBeInSet(column=spec.label, value_set=[0, 1]))
-    suite.add_expectation(e.ExpectColumnMeanToBeBetween(
-        column=spec.label, min_value=rules.positive_rate[0], max_value=rules.positive_rate[1]))
+    expectations = [
+        e.ExpectTableColumnsToMatchOrderedList(column_list=list(spec.raw_columns)),
+        e.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
+        e.ExpectColumnValuesToNotBeNull(column=spec.label),
+        e.ExpectColumnValuesToBeInSet(column=spec.label, value_set=[0, 1]),
+        e.ExpectColumnMeanToBeBetween(
+            column=spec.label, min_value=rules.positive_rate[0], max_value=rules.positive_rate[1]),
+    ]
     for name in spec.dense:
-        suite.add_expectation(e.ExpectColumnValuesToBeBetween(
-            column=name, min_value=rules.dense_range[0], max_value=rules.dense_range[1]))
-        suite.add_expectation(e.ExpectColumnValuesToNotBeNull(column=name, mostly=spec.min_non_null(name)))
+        expectations += [
+            e.ExpectColumnValuesToBeBetween(column=name, min_value=rules.dense_range[0],
+                                            max_value=rules.dense_range[1]),
+            e.ExpectColumnValuesToNotBeNull(column=name, mostly=spec.min_non_null(name)),
+        ]
     for name in spec.categorical:
-        suite.add_expectation(e.ExpectColumnValuesToMatchRegex(column=name, regex=rules.categorical_pattern))
-        suite.add_expectation(e.ExpectColumnValuesToNotBeNull(column=name, mostly=spec.min_non_null(name)))
-    return suite
+        expectations += [
+            e.ExpectColumnValuesToMatchRegex(column=name, regex=rules.categorical_pattern),
+            e.ExpectColumnValuesToNotBeNull(column=name, mostly=spec.min_non_null(name)),
+        ]
+    return gx.ExpectationSuite(name=f"{spec.name}_raw_partition", expectations=expectations)
 
 
 def _run_gx(spec: DatasetSpec, partition: RawPartition, docs_dir: Path) -> tuple[list[CheckResult], dict]:
