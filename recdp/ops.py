@@ -64,7 +64,8 @@ class ParseDelimited:
         if spec.raw.header:
             lines = lines.where(F.col("value") != spec.raw.delimiter.join(names))
         fields = F.split(F.col("value"), re.escape(spec.raw.delimiter), -1)
-        raw = {name: F.nullif(fields.getItem(i), F.lit("")) for i, name in enumerate(names)}
+        # get() and try_cast() give null instead of an error (Spark's ANSI mode) on short or malformed lines.
+        raw = {name: F.nullif(F.get(fields, i), F.lit("")) for i, name in enumerate(names)}
         well_formed = (F.size(fields) == len(names)) & F.coalesce(
             _full_match(raw[spec.label], spec.parse.label_pattern), F.lit(False))
         for name in spec.dense:
@@ -72,8 +73,8 @@ class ParseDelimited:
         return lines.select(
             F.col("value").alias(LINE),
             well_formed.alias(WELL_FORMED),
-            raw[spec.label].cast("int").alias(spec.label),
-            *[raw[name].cast("double").alias(name) for name in spec.dense],
+            raw[spec.label].try_cast("int").alias(spec.label),
+            *[raw[name].try_cast("double").alias(name) for name in spec.dense],
             *[raw[name].alias(name) for name in spec.categorical],
         )
 

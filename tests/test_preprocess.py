@@ -1,0 +1,149 @@
+"""The preprocessing job (in this test process's Spark session): outputs, stats, idempotence, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from recdp.jobs.preprocess import PreprocessError, process_day
+from recdp.ops import FIRST_VALUE_ID
+from recdp.rawread import PartitionEmptyError, PartitionMissingError, read_partition
+from recdp.shards import read_shards
+from recdp.validate import ValidationFailed, validate_partition
+from recdp.vocab import VocabularyStore
+from tests.conftest import DAY, make_day, raw_file, real_rows_as_tsv, small_spec
+
+pytestmark = pytest.mark.spark
+
+
+def digest(directory: Path) -> str:
+    sha = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.suffix in (".f32", ".i32"):
+            sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+def test_processed_outputs_stats_and_shards_agree(spark, criteo, data_root):
+    make_day(criteo, data_root)
+    validate_partition(criteo, data_root, DAY)
+    stats = process_day(spark, criteo, data_root, DAY)
+    out = data_root.processed("criteo", DAY)
+    assert (out / "_SUCCESS").is_file()
+    assert json.loads((out / "stats.json").read_text()) == json.loads(json.dumps(stats))
+    assert stats["rows"] == stats["rows_read"] == 3000 and stats["bad_rows"] == 0
+    assert sum(s["rows"] for s in stats["splits"].values()) == 3000
+    assert 0.15 < stats["positive_rate"] < 0.35
+    assert stats["vocab_version"] == 1
+    for split, split_stats in stats["splits"].items():
+        shards = read_shards(out / "shards" / split)
+        assert len(shards) == split_stats["rows"] > 0
+        assert shards.dense.shape == (len(shards), 13) and shards.cat.shape == (len(shards), 26)
+        assert shards.dense.min() >= 0.0  # filled, clipped, log1p
+        assert set(np.unique(shards.label)) <= {0.0, 1.0}
+        sizes = np.array([shards.header.table_sizes[c] for c in criteo.categorical])
+        assert (shards.cat >= 0).all() and (shards.cat < sizes).all()
+    table = pq.read_table(out / "parquet")
+    assert table.num_rows == 3000 and set(table["split"].to_pylist()) == {"train", "valid", "test"}
+    c1 = stats["categorical"]["C1"]
+    assert c1["vocab_size"] > FIRST_VALUE_ID and 0.9 < c1["coverage"] <= 1.0
+    i12 = stats["dense"]["I12"]
+    assert i12["missing_fraction"] > 0.6 and i12["mean"] >= 0
+
+
+def test_rerun_is_idempotent(spark, criteo, data_root):
+    make_day(criteo, data_root)
+    validate_partition(criteo, data_root, DAY)
+    first = process_day(spark, criteo, data_root, DAY)
+    before = digest(data_root.processed("criteo", DAY))
+    later = DAY + dt.timedelta(days=1)
+    make_day(criteo, data_root, day=later)
+    validate_partition(criteo, data_root, later)
+    assert process_day(spark, criteo, data_root, later)["vocab_version"] == 2
+    again = process_day(spark, criteo, data_root, DAY)
+    assert again["vocab_version"] == first["vocab_version"] == 1
+    assert digest(data_root.processed("criteo", DAY)) == before
+    assert not list(data_root.processed("criteo", DAY).parent.glob(".staging-*"))
+
+
+def test_same_value_gets_same_id_on_two_days(spark, criteo, data_root):
+    later = DAY + dt.timedelta(days=1)
+    for day in (DAY, later):
+        make_day(criteo, data_root, day=day, seed=3)
+        validate_partition(criteo, data_root, day)
+        process_day(spark, criteo, data_root, day)
+    store = VocabularyStore(data_root.vocab("criteo"), criteo.categorical, "bigint")
+    mapping = {r["value"]: r["id"] for r in store.latest().load(spark, "bigint").where("column = 'C3'").collect()}
+    raw = {day: Counter(read_partition(criteo, data_root.raw("criteo", day)).table["C3"].to_pylist())
+           for day in (DAY, later)}
+    processed = {day: Counter(pq.read_table(data_root.processed("criteo", day) / "parquet")["C3"].to_pylist())
+                 for day in (DAY, later)}
+    shared = [v for v, n in raw[DAY].most_common(30)
+              if v is not None and n >= criteo.preprocess.freq_threshold and v in raw[later]]
+    assert len(shared) >= 10
+    for value in shared:
+        value_id = mapping[int(value, 16)]
+        assert processed[DAY][value_id] == raw[DAY][value]
+        assert processed[later][value_id] == raw[later][value]
+
+
+def test_refuses_unvalidated_and_quarantined_partitions(spark, criteo, data_root):
+    make_day(criteo, data_root)
+    with pytest.raises(PreprocessError, match="no validation report"):
+        process_day(spark, criteo, data_root, DAY)
+    path = raw_file(criteo, data_root)
+    path.write_text(path.read_text().replace("\n0\t", "\n2\t", 3))
+    with pytest.raises(ValidationFailed):
+        validate_partition(criteo, data_root, DAY)
+    with pytest.raises(PreprocessError, match="failed validation"):
+        process_day(spark, criteo, data_root, DAY)
+    assert not data_root.processed("criteo", DAY).exists()
+    assert not data_root.vocab("criteo").exists()
+
+
+def test_too_many_malformed_rows_leave_no_output(spark, criteo, data_root):
+    make_day(criteo, data_root)
+    path = raw_file(criteo, data_root)
+    lines = path.read_text().splitlines()
+    path.write_text("".join((line[:40] if i % 10 == 0 else line) + "\n" for i, line in enumerate(lines)))
+    with pytest.raises(PreprocessError, match="malformed rows exceed"):
+        process_day(spark, criteo, data_root, DAY, require_validation=False)
+    assert not data_root.processed("criteo", DAY).parent.exists() or not any(
+        data_root.processed("criteo", DAY).parent.iterdir())
+
+
+def test_missing_and_empty_partitions(spark, criteo, data_root):
+    with pytest.raises(PartitionMissingError):
+        process_day(spark, criteo, data_root, DAY, require_validation=False)
+    empty = data_root.raw("criteo", DAY) / "part-00000.tsv"
+    empty.parent.mkdir(parents=True)
+    empty.write_text("")
+    with pytest.raises(PartitionEmptyError):
+        process_day(spark, criteo, data_root, DAY, require_validation=False)
+
+
+def test_real_criteo_rows(spark, criteo, data_root):
+    real_rows_as_tsv(data_root)
+    validate_partition(criteo, data_root, DAY)
+    stats = process_day(spark, criteo, data_root, DAY)
+    assert stats["rows"] == 200 and abs(stats["positive_rate"] - 49 / 200) < 1e-9
+    # freq_threshold 2: a value seen once in 200 rows is out of vocabulary, so coverage is below 1.
+    assert stats["categorical"]["C3"]["coverage"] < 0.5 < stats["categorical"]["C1"]["coverage"]
+
+
+def test_second_spec_shape_end_to_end(spark, data_root):
+    spec = small_spec("shop_clicks")
+    make_day(spec, data_root, rows=1500)
+    validate_partition(spec, data_root, DAY)
+    stats = process_day(spark, spec, data_root, DAY)
+    shards = read_shards(data_root.processed("shop_clicks", DAY) / "shards" / "train")
+    assert shards.header.dense_columns == ["price_cents", "item_age_days", "views_7d"]
+    assert shards.cat.shape[1] == 5 and stats["rows"] == 1500
+    assert abs(stats["splits"]["train"]["rows"] / 1500 - 0.7) < 0.05

@@ -1,0 +1,69 @@
+"""Persistent vocabularies: ids never change, versions append, reruns reuse their version."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from recdp.vocab import VocabularyStore
+
+pytestmark = pytest.mark.spark
+
+DAY_A, DAY_B = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+PARTITION_A = [("x", "p"), ("x", "p"), ("y", "p"), ("y", None), ("z", "q")]
+PARTITION_B = [("x", "q"), ("w", "q"), ("w", "r"), ("y", "r"), ("v", None)]
+
+
+def frame(spark, rows):
+    return spark.createDataFrame(rows, "c string, d string")
+
+
+def ids(spark, store: VocabularyStore, version: int) -> dict[tuple[str, str], int]:
+    rows = store.version(version).load(spark, "string").collect()
+    return {(r["column"], r["value"]): r["id"] for r in rows}
+
+
+@pytest.mark.parametrize("order", [(DAY_A, DAY_B), (DAY_B, DAY_A)], ids=["a-then-b", "b-then-a"])
+def test_shared_values_keep_one_id_in_either_order(spark, tmp_path, order):
+    store = VocabularyStore(tmp_path / "vocab", ["c", "d"])
+    partitions = {DAY_A: PARTITION_A, DAY_B: PARTITION_B}
+    first, second = order
+    v1 = store.resolve(spark, frame(spark, partitions[first]), first, freq_threshold=1)
+    before = ids(spark, store, v1.version)
+    v2 = store.resolve(spark, frame(spark, partitions[second]), second, freq_threshold=1)
+    after = ids(spark, store, v2.version)
+    assert v2.version == v1.version + 1
+    for key, value in before.items():
+        assert after[key] == value  # append-only: the first day's ids are untouched
+    for column in ("c", "d"):
+        column_ids = sorted(i for (c, _), i in after.items() if c == column)
+        assert column_ids == list(range(2, 2 + len(column_ids)))  # contiguous, after 0 and 1
+        assert v2.table_sizes[column] == 2 + len(column_ids)
+    # Both days' values are in the vocabulary the second day maps with, so shared values ("x", "y", "q")
+    # get the same id in both days' outputs.
+    for key in [("c", "x"), ("c", "y"), ("d", "q")]:
+        assert key in after
+
+
+def test_frequency_threshold_and_deterministic_order(spark, tmp_path):
+    store = VocabularyStore(tmp_path / "vocab", ["c", "d"])
+    version = store.resolve(spark, frame(spark, PARTITION_A), DAY_A, freq_threshold=2)
+    assert ids(spark, store, version.version) == {("c", "x"): 2, ("c", "y"): 3, ("d", "p"): 2}
+
+
+def test_rerun_reuses_the_version_it_made(spark, tmp_path):
+    store = VocabularyStore(tmp_path / "vocab", ["c", "d"])
+    v1 = store.resolve(spark, frame(spark, PARTITION_A), DAY_A, freq_threshold=1)
+    v2 = store.resolve(spark, frame(spark, PARTITION_B), DAY_B, freq_threshold=1)
+    rerun = store.resolve(spark, frame(spark, PARTITION_A), DAY_A, freq_threshold=1)
+    assert rerun.version == v1.version < v2.version
+    assert store.latest().version == v2.version
+
+
+def test_day_without_new_values_makes_no_version(spark, tmp_path):
+    store = VocabularyStore(tmp_path / "vocab", ["c", "d"])
+    v1 = store.resolve(spark, frame(spark, PARTITION_A), DAY_A, freq_threshold=1)
+    same = store.resolve(spark, frame(spark, PARTITION_A[:2]), DAY_B, freq_threshold=1)
+    assert same.version == v1.version
+    assert sorted(p.name for p in (tmp_path / "vocab").glob("v*")) == ["v00001"]
