@@ -5,13 +5,25 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from recdp.spec import DatasetSpec, load_spec
-from recdp.storage import DataRoot
-from recdp.synth import SynthConfig, generate_day
+# Airflow reads its settings at import time: give the test session its own home and SQLite database.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="recsys-test-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[*]"}')
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# spark-submit comes with pyspark, beside this interpreter.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+from recdp.spec import DatasetSpec, load_spec  # noqa: E402  (after the environment is set)
+from recdp.storage import DataRoot  # noqa: E402
+from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
