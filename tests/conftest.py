@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import logging
 import os
 import sys
 import tempfile
@@ -20,6 +21,8 @@ os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "hos
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # spark-submit comes with pyspark, beside this interpreter.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# py4j logs from __del__ at interpreter exit, after pytest has closed the captured streams.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 from recdp.spec import DatasetSpec, load_spec  # noqa: E402  (after the environment is set)
 from recdp.storage import DataRoot  # noqa: E402

@@ -218,7 +218,9 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> li
     root = DataRoot(args.data.resolve()) if args.data else DataRoot.from_env()
     days = [parse_day(d) for d in args.day]
     own_session = spark is None
-    spark = spark or SparkSession.builder.appName(f"recdp-preprocess-{spec.name}").getOrCreate()
+    if spark is None:
+        spark = SparkSession.builder.appName(f"recdp-preprocess-{spec.name}").getOrCreate()
+        spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
     try:
         return [process_day(spark, spec, root, day, not args.skip_validation_check) for day in days]
     finally:
