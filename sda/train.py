@@ -1,0 +1,198 @@
+"""The CPU trainer: memory-mapped shards in, a trained model and its metrics out.
+
+train() never raises for a bad trial: a NaN or exploding loss, or a callback that stops a hopeless trial,
+ends it with status "failed" or "stopped" and a reason, so an optimizer can record it and go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import log_loss, roc_auc_score
+from torch import nn
+
+from sda.data import Batch, BatchStream, open_split
+from sda.models import DataShape, ModelConfig, build_model, model_size
+from sda.optim import RowWiseAdagrad, finite, lr_factor
+
+log = logging.getLogger(__name__)
+
+# Called with (step, fraction of training done, validation AUC); returning False stops the trial.
+ProgressCallback = Callable[[int, float, float], bool]
+
+
+class TrainingConfig(BaseModel):
+    """The recipe's `training` section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(1, ge=1, le=100)
+    batch_size: int = Field(2048, ge=1, le=1 << 20)
+    optimizer: Literal["sgd", "adagrad", "adam"] = "adagrad"
+    learning_rate: float = Field(0.05, gt=0.0, le=100.0)
+    sparse_embeddings: bool = True
+    warmup_steps: int = Field(0, ge=0)
+    decay_start_step: int = Field(0, ge=0)
+    decay_steps: int = Field(0, ge=0)
+    decay_power: float = Field(2.0, gt=0.0)
+    grad_clip_norm: float | None = Field(None, gt=0.0)
+    seed: int = 0
+    eval_every: float | None = Field(0.25, gt=0.0, le=1.0, description="fraction of training between evals")
+    target_auc: float | None = Field(None, gt=0.5, le=1.0)
+    max_loss: float = Field(50.0, gt=0.0)
+    max_steps: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)
+    log_every_seconds: float = Field(10.0, gt=0.0)
+
+
+@dataclass
+class TrainResult:
+    status: Literal["ok", "failed", "stopped"]
+    reason: str | None
+    metrics: dict[str, float]
+    curve: list[dict[str, float]] = field(default_factory=list)
+    model: nn.Module | None = None
+    shape: DataShape | None = None
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "reason": self.reason, "metrics": self.metrics, "curve": self.curve}
+
+
+def _optimizers(model: nn.Module, config: TrainingConfig) -> list[torch.optim.Optimizer]:
+    sparse = [p for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse for p in m.parameters()]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    lr = config.learning_rate
+    if config.optimizer == "sgd":
+        return [torch.optim.SGD(dense + sparse, lr=lr)]
+    if config.optimizer == "adagrad":
+        optimizers: list[torch.optim.Optimizer] = [torch.optim.Adagrad(dense, lr=lr)]
+        return optimizers + ([RowWiseAdagrad(sparse, lr=lr)] if sparse else [])
+    optimizers = [torch.optim.Adam(dense, lr=lr)]
+    return optimizers + ([torch.optim.SparseAdam(sparse, lr=lr)] if sparse else [])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, stream: BatchStream) -> dict[str, float]:
+    model.eval()
+    scores, labels = [], []
+    for batch in stream.epoch():
+        scores.append(torch.sigmoid(model(batch.dense, batch.cat)).numpy())
+        labels.append(batch.label.numpy())
+    model.train()
+    probability, label = np.concatenate(scores).astype(np.float64), np.concatenate(labels)
+    if label.min() == label.max():
+        raise ValueError("the validation split holds one class only: AUC is undefined")
+    return {
+        "auc": float(roc_auc_score(label, probability)),
+        "logloss": float(log_loss(label, np.clip(probability, 1e-7, 1 - 1e-7))),
+        "accuracy": float(np.mean((probability >= 0.5) == (label >= 0.5))),
+    }
+
+
+def _shape_of(day_dirs: Sequence[Path]) -> tuple[DataShape, list, list]:
+    train_shards = open_split(day_dirs, "train")
+    valid_shards = open_split(day_dirs[-1:], "valid")
+    headers = [s.header for s in train_shards + valid_shards]
+    columns = headers[-1].categorical_columns
+    # Ids are append-only, so the largest vocabulary of the window holds every id any day uses.
+    sizes = tuple(max(int(h.table_sizes[c]) for h in headers) for c in columns)
+    newest = headers[-1]
+    shape = DataShape(tuple(newest.dense_columns), tuple(columns), sizes, max(h.vocab_version for h in headers))
+    return shape, train_shards, valid_shards
+
+
+def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[Path],
+          callback: ProgressCallback | None = None) -> TrainResult:
+    """Train on the train splits of `day_dirs` (oldest first); validate on the newest day's valid split."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    shape, train_shards, valid_shards = _shape_of([Path(d) for d in day_dirs])
+    model = build_model(model_config, shape, sparse=config.sparse_embeddings)
+    optimizers = _optimizers(model, config)
+    loss_fn = nn.BCEWithLogitsLoss()
+    train_stream = BatchStream(train_shards, config.batch_size, shuffle=True, seed=config.seed)
+    valid_stream = BatchStream(valid_shards, 65_536, shuffle=False)
+    steps_per_epoch = -(-len(train_stream) // config.batch_size)
+    total_steps = min(steps_per_epoch * config.epochs, config.max_steps or 1 << 62)
+    eval_interval = max(1, round(total_steps * config.eval_every)) if config.eval_every else None
+    curve: list[dict[str, float]] = []
+    status, reason, step, samples, running = "ok", None, 0, 0, 0.0
+    started = last_log = time.monotonic()
+    log.info("training %s on %d rows (%d steps of %d), %s", model_config.name, len(train_stream), total_steps,
+             config.batch_size, model_size(model))
+    model.train()
+    for epoch in range(config.epochs):
+        for batch in train_stream.epoch(epoch):
+            loss = _step(model, optimizers, loss_fn, batch, config, step)
+            if not finite(loss) or loss > config.max_loss:
+                status, reason = "failed", f"loss became {loss} at step {step}: diverged"
+                break
+            step, samples = step + 1, samples + len(batch)
+            running = loss if step == 1 else 0.98 * running + 0.02 * loss
+            now = time.monotonic()
+            if now - last_log >= config.log_every_seconds:
+                log.info("step %d/%d  %.0f samples/s  loss %.4f  elapsed %.0fs", step, total_steps,
+                         samples / (now - started), running, now - started)
+                last_log = now
+            if eval_interval and step % eval_interval == 0 and step < total_steps:
+                point = {"step": step, "samples": samples, "loss": running,
+                         "elapsed": now - started, **evaluate(model, valid_stream)}
+                curve.append(point)
+                if config.target_auc and point["auc"] >= config.target_auc:
+                    reason = f"target AUC {config.target_auc} reached at step {step}"
+                    break
+                if callback is not None and not callback(step, step / total_steps, point["auc"]):
+                    status, reason = "stopped", f"stopped by the optimizer at step {step} (AUC {point['auc']:.4f})"
+                    break
+            if step >= total_steps:
+                break
+        if status != "ok" or reason or step >= total_steps:
+            break
+    training_time = time.monotonic() - started
+    metrics: dict[str, float] = {
+        "training_time": training_time,
+        "samples_per_second": samples / max(training_time, 1e-9),
+        "steps": step,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **{f"model_{k}": v for k, v in model_size(model).items()},
+    }
+    if status != "failed":
+        metrics.update(evaluate(model, valid_stream))
+        curve.append({"step": step, "samples": samples, "loss": running, "elapsed": training_time,
+                      **{k: metrics[k] for k in ("auc", "logloss", "accuracy")}})
+        log.info("%s: AUC %.4f, logloss %.4f, %.0f samples/s, %.1fs", model_config.name, metrics["auc"],
+                 metrics["logloss"], metrics["samples_per_second"], training_time)
+    else:
+        log.warning("trial failed: %s", reason)
+    return TrainResult(status, reason, metrics, curve, model if status != "failed" else None, shape)
+
+
+def _step(model: nn.Module, optimizers: list[torch.optim.Optimizer], loss_fn: nn.Module, batch: Batch,
+          config: TrainingConfig, step: int) -> float:
+    factor = lr_factor(step, config.warmup_steps, config.decay_start_step, config.decay_steps, config.decay_power)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * factor
+        optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(batch.dense, batch.cat), batch.label)
+    value = float(loss.detach())
+    if not finite(value):
+        return value
+    loss.backward()
+    if config.grad_clip_norm:
+        dense = [p for p in model.parameters() if p.grad is not None and not p.grad.is_sparse]
+        torch.nn.utils.clip_grad_norm_(dense, config.grad_clip_norm)
+    for optimizer in optimizers:
+        optimizer.step()
+    return value
