@@ -23,10 +23,11 @@ BENCH_ROWS ?= 1000000
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --requirement requirements.txt
 	$(BIN)/pip install --quiet --no-deps --requirement requirements-nodeps.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --editable .
 	$(BIN)/python scripts/check_env.py
 	touch $(STAMP)
 

@@ -1,0 +1,5 @@
+import sys
+
+from sda.cli import main
+
+sys.exit(main())
