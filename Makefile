@@ -18,8 +18,9 @@ export PATH := $(BIN):$(PATH)
 DEMO_DAY ?= 2026-03-02
 BENCH_DAYS ?= 5
 BENCH_ROWS ?= 1000000
+BENCH_TRAIN_ROWS ?= 2000000
 
-.PHONY: venv demo test lint bench-preprocess clean
+.PHONY: venv demo test lint bench-preprocess bench-train clean
 
 venv: $(STAMP)
 
@@ -44,6 +45,9 @@ lint: venv
 
 bench-preprocess: venv
 	$(BIN)/python scripts/bench_preprocess.py --days $(BENCH_DAYS) --rows $(BENCH_ROWS)
+
+bench-train: venv
+	$(BIN)/python scripts/bench_train.py --train-rows $(BENCH_TRAIN_ROWS)
 
 clean:
 	rm -rf var/

@@ -127,7 +127,7 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or 1 << 62)
     eval_interval = max(1, round(total_steps * config.eval_every)) if config.eval_every else None
     curve: list[dict[str, float]] = []
-    status, reason, step, samples, running = "ok", None, 0, 0, 0.0
+    status, reason, step, samples, running, eval_seconds = "ok", None, 0, 0, 0.0, 0.0
     started = last_log = time.monotonic()
     log.info("training %s on %d rows (%d steps of %d), %s", model_config.name, len(train_stream), total_steps,
              config.batch_size, model_size(model))
@@ -147,7 +147,8 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
                 last_log = now
             if eval_interval and step % eval_interval == 0 and step < total_steps:
                 point = {"step": step, "samples": samples, "loss": running,
-                         "elapsed": now - started, **evaluate(model, valid_stream)}
+                         "train_seconds": now - started - eval_seconds, **evaluate(model, valid_stream)}
+                eval_seconds += time.monotonic() - now
                 curve.append(point)
                 if config.target_auc and point["auc"] >= config.target_auc:
                     reason = f"target AUC {config.target_auc} reached at step {step}"
@@ -159,9 +160,11 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
                 break
         if status != "ok" or reason or step >= total_steps:
             break
-    training_time = time.monotonic() - started
+    # Wall seconds of the training loop, without the intermediate validation passes.
+    training_time = time.monotonic() - started - eval_seconds
     metrics: dict[str, float] = {
         "training_time": training_time,
+        "eval_seconds": eval_seconds,
         "samples_per_second": samples / max(training_time, 1e-9),
         "steps": step,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -169,7 +172,7 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
     }
     if status != "failed":
         metrics.update(evaluate(model, valid_stream))
-        curve.append({"step": step, "samples": samples, "loss": running, "elapsed": training_time,
+        curve.append({"step": step, "samples": samples, "loss": running, "train_seconds": training_time,
                       **{k: metrics[k] for k in ("auc", "logloss", "accuracy")}})
         log.info("%s: AUC %.4f, logloss %.4f, %.0f samples/s, %.1fs", model_config.name, metrics["auc"],
                  metrics["logloss"], metrics["samples_per_second"], training_time)
