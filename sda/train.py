@@ -143,7 +143,7 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
             now = time.monotonic()
             if now - last_log >= config.log_every_seconds:
                 log.info("step %d/%d  %.0f samples/s  loss %.4f  elapsed %.0fs", step, total_steps,
-                         samples / (now - started), running, now - started)
+                         samples / max(now - started - eval_seconds, 1e-9), running, now - started)
                 last_log = now
             if eval_interval and step % eval_interval == 0 and step < total_steps:
                 point = {"step": step, "samples": samples, "loss": running,
@@ -166,6 +166,7 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
         "training_time": training_time,
         "eval_seconds": eval_seconds,
         "samples_per_second": samples / max(training_time, 1e-9),
+        "samples": samples,
         "steps": step,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **{f"model_{k}": v for k, v in model_size(model).items()},
