@@ -20,7 +20,7 @@ BENCH_DAYS ?= 5
 BENCH_ROWS ?= 1000000
 BENCH_TRAIN_ROWS ?= 2000000
 
-.PHONY: venv demo test lint bench-preprocess bench-train clean
+.PHONY: venv demo test lint bench-preprocess bench-train bench-quality clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,9 @@ bench-preprocess: venv
 
 bench-train: venv
 	$(BIN)/python scripts/bench_train.py --train-rows $(BENCH_TRAIN_ROWS)
+
+bench-quality: venv
+	$(BIN)/python scripts/bench_quality.py
 
 clean:
 	rm -rf var/

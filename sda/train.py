@@ -37,9 +37,9 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(1, ge=1, le=100)
-    batch_size: int = Field(2048, ge=1, le=1 << 20)
-    optimizer: Literal["sgd", "adagrad", "adam"] = "adagrad"
-    learning_rate: float = Field(0.05, gt=0.0, le=100.0)
+    batch_size: int = Field(1024, ge=1, le=1 << 20)
+    optimizer: Literal["sgd", "adagrad", "adam"] = "adam"
+    learning_rate: float = Field(0.002, gt=0.0, le=100.0)
     sparse_embeddings: bool = True
     warmup_steps: int = Field(0, ge=0)
     decay_start_step: int = Field(0, ge=0)

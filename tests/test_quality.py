@@ -13,13 +13,10 @@ from tests.conftest import DAY
 
 pytestmark = pytest.mark.spark
 
-# One epoch on 240k training rows; the bounds are looser than the 1M-row targets of the benchmark.
-MODELS = {
-    "dlrm": ({"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [64, 16], "top_mlp": [64, 32]}, 0.05),
-    "wide_deep": ({"name": "wide_deep", "embedding_dim": 8, "deep_mlp": [64, 32]}, 0.06),
-    "dcnv2": ({"name": "dcnv2", "embedding_dim": 8, "low_rank": 16, "deep_mlp": [64, 32]}, 0.06),
-    "deepfm": ({"name": "deepfm", "embedding_dim": 8, "deep_mlp": [64, 32]}, 0.06),
-}
+# Default model configs and trainer defaults, one epoch on 240k training rows: the 1M-row targets of
+# `make bench-quality` (0.01 for DLRM, 0.015 for the others) loosened for a quarter of the data
+# (measured gaps at 240k rows: DLRM 0.019, DCN-v2 0.018, DeepFM 0.027, Wide & Deep 0.028).
+TOLERANCE = {"dlrm": 0.025, "dcnv2": 0.025, "wide_deep": 0.035, "deepfm": 0.035}
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +30,10 @@ def processed_day(spark, tmp_path_factory):
     return root.processed("criteo", DAY), summary["oracle_auc"]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(TOLERANCE))
 def test_models_approach_the_oracle(processed_day, name):
     day, oracle = processed_day
-    document, tolerance = MODELS[name]
-    config = TrainingConfig(batch_size=1024, optimizer="adam", learning_rate=0.002, eval_every=None, seed=1)
-    result = train(parse_model_config(document), config, [day])
+    result = train(parse_model_config({"name": name}), TrainingConfig(eval_every=None), [day])
     assert result.status == "ok", result.reason
-    assert result.metrics["auc"] >= oracle - tolerance, (name, result.metrics["auc"], oracle)
+    assert result.metrics["auc"] >= oracle - TOLERANCE[name], (name, result.metrics["auc"], oracle)
     assert result.metrics["auc"] <= oracle + 0.01  # a model cannot beat the true logit by more than noise
