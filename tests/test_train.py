@@ -69,7 +69,7 @@ def test_other_models_learn_too(day, name):
 
 
 def test_same_seed_same_metrics(day):
-    config = TrainingConfig(batch_size=512, seed=7, eval_every=0.5, threads=1)
+    config = TrainingConfig(batch_size=512, seed=7, eval_every=0.5)
     first, second = train(DLRM, config, [day]), train(DLRM, config, [day])
     assert first.metrics["auc"] == second.metrics["auc"]
     assert first.metrics["logloss"] == second.metrics["logloss"]
