@@ -28,7 +28,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
-from recdp.synth import SynthConfig, generate_day  # noqa: E402
+from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
 
 FIRST_DAY = dt.date(2026, 2, 1)
 
@@ -76,16 +76,9 @@ def main() -> None:
     data = DataRoot((args.work / "data").resolve())
     days = [FIRST_DAY + dt.timedelta(days=i) for i in range(args.days)]
     for day in days:
-        marker = data.raw(spec.name, day) / "_synth.json"
-        if not marker.is_file() or json.loads(marker.read_text())["rows"] != args.rows:
-            summary = generate_day(spec, data, day, SynthConfig(rows=args.rows))
-            print(f"generated day={day}: {summary['rows']} rows")
+        ensure_generated(spec, data, day, args.rows)
     env = {**os.environ, "RECSYS_DATA": str(data.root)}
     day_args = [x for day in days for x in ("--day", day.isoformat())]
-    spark_submit = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
-                    "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
-                    str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", spec.name,
-                    "--skip-validation-check"]
 
     def fresh_outputs() -> None:
         for area in ("processed", "vocab"):
@@ -95,11 +88,12 @@ def main() -> None:
     results = {}
     fresh_outputs()
     print(f"spark: {args.days} days x {args.rows} rows ...", flush=True)
-    results["spark"] = {"rows": rows, **timed(spark_submit + day_args, env, args.work / "spark.log")}
+    results["spark"] = {"rows": rows, **timed(spark_submit_preprocess(spec, days), env, args.work / "spark.log")}
     fresh_outputs()
     print("spark, first day only ...", flush=True)
     results["spark_one_day"] = {"rows": args.rows,
-                                **timed(spark_submit + day_args[:2], env, args.work / "spark_one_day.log")}
+                                **timed(spark_submit_preprocess(spec, days[:1]), env,
+                                        args.work / "spark_one_day.log")}
     print("baseline ...", flush=True)
     baseline_out = args.work / "baseline_out"
     results["baseline"] = {"rows": rows, **timed(

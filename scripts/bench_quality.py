@@ -7,17 +7,13 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from recdp.spec import load_spec  # noqa: E402
-from recdp.storage import DataRoot  # noqa: E402
-from recdp.synth import SynthConfig, generate_day  # noqa: E402
+from scripts.benchdata import prepared_training_day  # noqa: E402
 from sda.models import MODEL_NAMES, parse_model_config  # noqa: E402
 from sda.train import TrainingConfig, train  # noqa: E402
 
@@ -31,20 +27,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    spec = load_spec("criteo")
-    data = DataRoot((args.work / "quality_data").resolve())
-    rows = int(args.train_rows / spec.preprocess.splits.train)
-    marker = data.raw(spec.name, DAY) / "_synth.json"
-    if not marker.is_file() or json.loads(marker.read_text())["rows"] != rows:
-        generate_day(spec, data, DAY, SynthConfig(rows=rows))
-    processed = data.processed(spec.name, DAY)
-    if not (processed / "_SUCCESS").is_file():
-        subprocess.run([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
-                        "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
-                        str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", spec.name,
-                        "--day", DAY.isoformat(), "--skip-validation-check"],
-                       env={**os.environ, "RECSYS_DATA": str(data.root)}, check=True, capture_output=True)
-    oracle = json.loads(marker.read_text())["oracle_auc"]
+    processed, oracle = prepared_training_day(args.work / "quality_data", DAY, args.train_rows)
     results = {}
     for name in MODEL_NAMES:
         result = train(parse_model_config({"name": name}), TrainingConfig(eval_every=None), [processed])

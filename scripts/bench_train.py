@@ -16,8 +16,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,9 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.shards import read_shards  # noqa: E402
-from recdp.spec import load_spec  # noqa: E402
-from recdp.storage import DataRoot  # noqa: E402
-from recdp.synth import SynthConfig, generate_day  # noqa: E402
+from scripts.benchdata import prepared_training_day  # noqa: E402
 from sda.models import parse_model_config  # noqa: E402
 from sda.train import TrainingConfig, train  # noqa: E402
 
@@ -120,20 +116,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=0.002)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    spec = load_spec("criteo")
-    data = DataRoot((args.work / "train_data").resolve())
-    rows = int(args.train_rows / spec.preprocess.splits.train)
-    marker = data.raw(spec.name, DAY) / "_synth.json"
-    if not marker.is_file() or json.loads(marker.read_text())["rows"] != rows:
-        generate_day(spec, data, DAY, SynthConfig(rows=rows))
-    processed = data.processed(spec.name, DAY)
-    if not (processed / "_SUCCESS").is_file():
-        subprocess.run([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
-                        "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
-                        str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", spec.name,
-                        "--day", DAY.isoformat(), "--skip-validation-check"],
-                       env={**os.environ, "RECSYS_DATA": str(data.root)}, check=True, capture_output=True)
-    oracle = json.loads(marker.read_text())["oracle_auc"]
+    processed, oracle = prepared_training_day(args.work / "train_data", DAY, args.train_rows)
     logging.info("baseline (reference-style loop) ...")
     baseline = run_reference(processed / "shards" / "train", processed / "shards" / "valid")
     logging.info("baseline: %s", baseline)

@@ -18,6 +18,10 @@ class _ModelConfig(BaseModel):
     def dim_of(self, column: str) -> int:
         return self.table_dims.get(column, self.embedding_dim)
 
+    def _require_uniform_dims(self, reason: str) -> None:
+        if any(d != self.embedding_dim for d in self.table_dims.values()):
+            raise ValueError(f"model.table_dims: {reason} needs every table at embedding_dim")
+
     def check_columns(self, categorical: list[str]) -> None:
         unknown = sorted(set(self.table_dims) - set(categorical))
         if unknown:
@@ -44,8 +48,7 @@ class DLRMConfig(_ModelConfig):
         if not self.bottom_mlp or self.bottom_mlp[-1] != self.embedding_dim:
             raise ValueError(f"model.bottom_mlp must end at embedding_dim {self.embedding_dim} (DLRM dots the "
                              f"dense vector with the embeddings), got {list(self.bottom_mlp)}")
-        if any(d != self.embedding_dim for d in self.table_dims.values()):
-            raise ValueError("model.table_dims: DLRM's dot interaction needs every table at embedding_dim")
+        self._require_uniform_dims("DLRM's dot interaction")
         return self
 
 
@@ -85,8 +88,7 @@ class DeepFMConfig(_ModelConfig):
     @model_validator(mode="after")
     def _shapes(self) -> DeepFMConfig:
         _positive(self.deep_mlp, "model.deep_mlp")
-        if any(d != self.embedding_dim for d in self.table_dims.values()):
-            raise ValueError("model.table_dims: the FM part needs every table at embedding_dim")
+        self._require_uniform_dims("the FM part")
         return self
 
 
