@@ -12,10 +12,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from sda.models import parse_model_config, save_model
+from sda.models import save_model
+from sda.recipe import RecipeError, parse_recipe
 from sda.train import TrainingConfig, train
-
-RECIPE_SECTIONS = {"data", "model", "training", "experiment"}
 
 
 def apply_overrides(model: dict[str, Any], training: dict[str, Any], overrides: list[str]) -> None:
@@ -36,26 +35,17 @@ def apply_overrides(model: dict[str, Any], training: dict[str, Any], overrides: 
             raise ValueError(f"--params key {key!r}: the section must be model or training")
 
 
-def load_recipe_sections(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    document = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: a recipe is a mapping")
-    unknown = sorted(set(document) - RECIPE_SECTIONS)
-    if unknown:
-        raise ValueError(f"{path}: unknown recipe sections {unknown}; expected {sorted(RECIPE_SECTIONS)}")
-    if "model" not in document:
-        raise ValueError(f"{path}: the recipe has no model section")
-    return dict(document["model"]), dict(document.get("training") or {})
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    model_section, training_section = load_recipe_sections(args.recipe)
-    apply_overrides(model_section, training_section, args.params)
-    model_config = parse_model_config(model_section)
-    training = TrainingConfig.model_validate(training_section)
-    result = train(model_config, training, args.data)
+    document = yaml.safe_load(args.recipe.read_text()) or {}
+    if not isinstance(document, dict) or "model" not in document:
+        raise RecipeError(f"invalid recipe {args.recipe}: it needs a model section")
+    document["model"] = dict(document["model"])
+    document["training"] = dict(document.get("training") or {})
+    apply_overrides(document["model"], document["training"], args.params)
+    recipe = parse_recipe(document, str(args.recipe))
+    result = train(recipe.model, recipe.training, args.data)
     if args.save and result.model is not None:
-        save_model(args.save, result.model, model_config, result.shape)
+        save_model(args.save, result.model, recipe.model, result.shape)
     print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     return 0 if result.status != "failed" else 3
 
@@ -74,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return args.handler(args)
-    except (ValueError, ValidationError, FileNotFoundError) as error:
+    except (ValueError, ValidationError, FileNotFoundError, yaml.YAMLError) as error:
         print(f"sda {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -41,7 +41,7 @@ def test_unknown_recipe_section_is_an_error(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE.read_text() + "extras: {a: 1}\n")
     assert main(["train", str(recipe), "--data", str(tmp_path)]) == 2
-    assert "unknown recipe sections ['extras']" in capsys.readouterr().err
+    assert "extras: Extra inputs are not permitted" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
