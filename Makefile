@@ -41,7 +41,6 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 bench-preprocess: venv
 	$(BIN)/python scripts/bench_preprocess.py --days $(BENCH_DAYS) --rows $(BENCH_ROWS)
