@@ -1,0 +1,68 @@
+"""The optimizer interface, with SigOpt's semantics, that every backend (local Optuna, SigOpt API) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sda.recipe import Experiment
+
+
+class OptimizerError(RuntimeError):
+    pass
+
+
+class BudgetExhausted(OptimizerError):
+    """observation_budget is spent: no more suggestions."""
+
+
+class BandwidthExceeded(OptimizerError):
+    """parallel_bandwidth suggestions are already open."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    id: int
+    assignments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    suggestion: int
+    assignments: dict[str, Any]
+    values: dict[str, float] | None
+    failed: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    observation_count: int  # observations made, failed ones included; abandoned suggestions are not counted
+    failed_count: int
+    open_suggestions: int
+    abandoned_count: int
+    observation_budget: int | None
+
+    @property
+    def remaining(self) -> int | None:
+        if self.observation_budget is None:
+            return None
+        return max(0, self.observation_budget - self.observation_count - self.open_suggestions)
+
+
+class OptimizerBackend(Protocol):
+    def create(self, experiment: Experiment) -> str:
+        """Create the experiment, or return the existing one of that name (same definition only)."""
+
+    def suggest(self, experiment_id: str) -> Suggestion: ...
+
+    def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
+                failed: bool = False, reason: str | None = None) -> None: ...
+
+    def abandon(self, experiment_id: str, suggestion_id: int) -> None:
+        """An infrastructure failure: the suggestion is given back and does not count."""
+
+    def best_assignments(self, experiment_id: str) -> list[Observation]:
+        """The Pareto set of observations that meet every threshold, best first by the first optimized metric."""
+
+    def progress(self, experiment_id: str) -> Progress: ...

@@ -1,0 +1,187 @@
+"""The offline backend: Optuna multi-objective search with SigOpt's experiment semantics.
+
+One Optuna study per experiment, in its own storage (SQLite file by default, a Postgres URL for many
+workers), never the Airflow metadata database. Optimized metrics are the study's objectives; every metric
+with a threshold becomes a constraint (feasible when <= 0) that the TPE sampler respects; store metrics
+are kept as attributes. The experiment definition is stored with the study, so any process can resume it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from sda.hpo.backend import BandwidthExceeded, BudgetExhausted, Observation, OptimizerError, Progress, Suggestion
+from sda.recipe import Experiment, Metric, Parameter
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+EXPERIMENT_ATTR = "sigopt_experiment"
+ABANDONED_ATTR = "abandoned_suggestions"
+
+
+def _constraint(metric: Metric, value: float) -> float:
+    """<= 0 when the metric meets its threshold."""
+    if metric.objective == "maximize":
+        return metric.threshold - value
+    return value - metric.threshold
+
+
+def _constraints_of(trial: FrozenTrial) -> list[float]:
+    return trial.user_attrs.get("constraints", [])
+
+
+class LocalBackend:
+    def __init__(self, storage: str, seed: int | None = None) -> None:
+        self.storage = storage
+        self.seed = seed
+
+    # -- experiments --------------------------------------------------------------------------------------
+    def create(self, experiment: Experiment) -> str:
+        optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
+        study = optuna.create_study(storage=self.storage, study_name=experiment.name, load_if_exists=True,
+                                    directions=[m.objective for m in optimized])
+        definition = experiment.model_dump(mode="json")
+        stored = study.user_attrs.get(EXPERIMENT_ATTR)
+        if stored is None:
+            study.set_user_attr(EXPERIMENT_ATTR, definition)
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([m.name for m in optimized])
+        elif stored != definition:
+            raise OptimizerError(f"experiment {experiment.name!r} exists with another definition")
+        return experiment.name
+
+    def _open(self, experiment_id: str) -> tuple[optuna.Study, Experiment]:
+        try:
+            study = optuna.load_study(study_name=experiment_id, storage=self.storage)
+        except KeyError as missing:
+            raise OptimizerError(f"no experiment {experiment_id!r} in {self.storage}") from missing
+        experiment = Experiment.model_validate(study.user_attrs[EXPERIMENT_ATTR])
+        budget = experiment.observation_budget or 30
+        # Constraints reach the sampler through Trial.set_constraint (see observe()).
+        study.sampler = optuna.samplers.TPESampler(
+            seed=self.seed if self.seed is None else self.seed + len(study.trials),
+            n_startup_trials=max(2, min(10, budget // 3)), multivariate=True,
+        )
+        return study, experiment
+
+    # -- suggestions --------------------------------------------------------------------------------------
+    def suggest(self, experiment_id: str) -> Suggestion:
+        study, experiment = self._open(experiment_id)
+        progress = self._progress(study, experiment)
+        if progress.remaining == 0:
+            raise BudgetExhausted(f"experiment {experiment_id!r}: observation_budget "
+                                  f"{experiment.observation_budget} is spent")
+        if progress.open_suggestions >= experiment.parallel_bandwidth:
+            raise BandwidthExceeded(f"experiment {experiment_id!r}: {progress.open_suggestions} suggestions open, "
+                                    f"parallel_bandwidth is {experiment.parallel_bandwidth}")
+        trial = study.ask()
+        assignments: dict[str, Any] = {c.name: trial.suggest_categorical(c.name, c.values)
+                                       for c in experiment.conditionals}
+        for parameter in experiment.parameters:
+            conditions = parameter.conditions or {}
+            if all(assignments.get(name) in values for name, values in conditions.items()):
+                assignments[parameter.name] = _sample(trial, parameter)
+        return Suggestion(trial.number, assignments)
+
+    def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
+                failed: bool = False, reason: str | None = None) -> None:
+        study, experiment = self._open(experiment_id)
+        trial = self._running(study, suggestion_id)
+        live = Trial(study, trial._trial_id)  # the public Trial API is the one way to attach attributes
+        if failed or values is None:
+            live.set_user_attr("failed_reason", reason or "failed")
+            study.tell(trial.number, state=TrialState.FAIL)
+            return
+        missing = sorted(m.name for m in experiment.metrics if m.name not in values)
+        if missing:
+            raise OptimizerError(f"observation of suggestion {suggestion_id} lacks metrics {missing}")
+        if any(not math.isfinite(float(values[m.name])) for m in experiment.metrics):
+            raise OptimizerError(f"observation of suggestion {suggestion_id} has non-finite values: {values}")
+        live.set_user_attr("metrics", {m.name: float(values[m.name]) for m in experiment.metrics})
+        constraints = {m.name: _constraint(m, float(values[m.name])) for m in experiment.metrics
+                       if m.threshold is not None}
+        for name, value in constraints.items():
+            live.set_constraint(name, value)
+        live.set_user_attr("constraints", list(constraints.values()))
+        study.tell(trial.number, [float(values[m.name]) for m in experiment.metrics if m.strategy == "optimize"])
+
+    def abandon(self, experiment_id: str, suggestion_id: int) -> None:
+        study, _ = self._open(experiment_id)
+        trial = self._running(study, suggestion_id)
+        abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
+        study.set_user_attr(ABANDONED_ATTR, sorted(abandoned | {trial.number}))
+        study.tell(trial.number, state=TrialState.FAIL)
+        # The same assignments are suggested again next, so the abandoned work is not lost.
+        study.enqueue_trial(trial.params)
+
+    @staticmethod
+    def _running(study: optuna.Study, suggestion_id: int) -> FrozenTrial:
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        trial = trials.get(suggestion_id)
+        if trial is None:
+            raise OptimizerError(f"no suggestion {suggestion_id}")
+        if trial.state != TrialState.RUNNING:
+            raise OptimizerError(f"suggestion {suggestion_id} is already {trial.state.name.lower()}")
+        return trial
+
+    # -- results ------------------------------------------------------------------------------------------
+    def best_assignments(self, experiment_id: str) -> list[Observation]:
+        study, experiment = self._open(experiment_id)
+        optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
+        feasible = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
+                    if all(c <= 0 for c in _constraints_of(t))]
+
+        def better_or_equal(a: FrozenTrial, b: FrozenTrial) -> bool:
+            return all((x >= y) if m.objective == "maximize" else (x <= y)
+                       for m, x, y in zip(optimized, a.values, b.values, strict=True))
+
+        front = [t for t in feasible
+                 if not any(better_or_equal(o, t) and o.values != t.values for o in feasible)]
+        first = optimized[0]
+        front.sort(key=lambda t: t.values[0], reverse=first.objective == "maximize")
+        return [self._observation(t) for t in front]
+
+    def observations(self, experiment_id: str) -> list[Observation]:
+        study, _ = self._open(experiment_id)
+        abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
+        return [self._observation(t) for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+                if t.number not in abandoned]
+
+    @staticmethod
+    def _observation(trial: FrozenTrial) -> Observation:
+        failed = trial.state == TrialState.FAIL
+        return Observation(trial.number, dict(trial.params), None if failed else trial.user_attrs.get("metrics"),
+                           failed, trial.user_attrs.get("failed_reason"))
+
+    def progress(self, experiment_id: str) -> Progress:
+        study, experiment = self._open(experiment_id)
+        return self._progress(study, experiment)
+
+    @staticmethod
+    def _progress(study: optuna.Study, experiment: Experiment) -> Progress:
+        abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
+        trials = study.get_trials(deepcopy=False)
+        failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.number not in abandoned)
+        complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        return Progress(complete + failed, failed, running, len(abandoned), experiment.observation_budget)
+
+
+def _sample(trial: Trial, parameter: Parameter) -> Any:
+    if parameter.type == "categorical":
+        return trial.suggest_categorical(parameter.name, [v.name for v in parameter.categorical_values])
+    if parameter.grid is not None:
+        values = [int(v) if parameter.type == "int" else float(v) for v in parameter.grid]
+        return trial.suggest_categorical(parameter.name, values)
+    if parameter.type == "int":
+        return trial.suggest_int(parameter.name, int(parameter.bounds.min), int(parameter.bounds.max))
+    return trial.suggest_float(parameter.name, parameter.bounds.min, parameter.bounds.max,
+                               log=parameter.transformation == "log")

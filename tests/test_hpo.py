@@ -1,0 +1,127 @@
+"""The offline optimizer backend: SigOpt semantics on Optuna, with SQLite storage."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sda.hpo import BandwidthExceeded, BudgetExhausted, LocalBackend, OptimizerError
+from sda.recipe import Experiment
+
+
+def experiment(**changes) -> Experiment:
+    document = {
+        "name": "exp",
+        "parameters": [
+            {"name": "learning_rate", "type": "double", "bounds": {"min": 0.001, "max": 0.1},
+             "transformation": "log"},
+            {"name": "batch_size", "type": "int", "grid": [256, 512, 1024]},
+            {"name": "optimizer", "type": "categorical", "categorical_values": ["adam", "adagrad"]},
+            {"name": "embedding_dim", "type": "int", "bounds": {"min": 4, "max": 32},
+             "conditions": {"capacity": ["large"]}},
+        ],
+        "conditionals": [{"name": "capacity", "values": ["small", "large"]}],
+        "metrics": [
+            {"name": "auc", "objective": "maximize", "threshold": 0.7},
+            {"name": "training_time", "objective": "minimize", "threshold": 100},
+            {"name": "logloss", "strategy": "store"},
+        ],
+        "observation_budget": 12,
+        "parallel_bandwidth": 2,
+    }
+    document.update(changes)
+    return Experiment.model_validate(document)
+
+
+@pytest.fixture
+def backend(tmp_path):
+    return LocalBackend(f"sqlite:///{tmp_path / 'optimizer.db'}", seed=3)
+
+
+def metrics_for(assignments: dict) -> dict[str, float]:
+    """A made-up response surface: AUC peaks at lr 0.01, time grows with batch size and dims."""
+    lr = assignments["learning_rate"]
+    auc = 0.8 - 0.05 * math.log10(lr / 0.01) ** 2
+    time = assignments["batch_size"] / 10 + assignments.get("embedding_dim", 8)
+    return {"auc": auc, "training_time": time, "logloss": 1 - auc}
+
+
+def test_create_is_idempotent_by_name(backend):
+    assert backend.create(experiment()) == backend.create(experiment()) == "exp"
+    with pytest.raises(OptimizerError, match="another definition"):
+        backend.create(experiment(parallel_bandwidth=3))
+
+
+def test_suggestions_respect_the_space_and_conditions(backend):
+    backend.create(experiment(parallel_bandwidth=12))
+    seen_conditional = set()
+    for _ in range(12):
+        a = backend.suggest("exp").assignments
+        assert 0.001 <= a["learning_rate"] <= 0.1
+        assert a["batch_size"] in (256, 512, 1024) and a["optimizer"] in ("adam", "adagrad")
+        assert ("embedding_dim" in a) == (a["capacity"] == "large")
+        seen_conditional.add(a["capacity"])
+    assert seen_conditional == {"small", "large"}
+
+
+def test_bandwidth_budget_failures_and_abandon(backend):
+    backend.create(experiment(observation_budget=4))
+    first, second = backend.suggest("exp"), backend.suggest("exp")
+    with pytest.raises(BandwidthExceeded):
+        backend.suggest("exp")
+    backend.abandon("exp", second.id)  # given back: not counted, suggested again
+    again = backend.suggest("exp")
+    assert again.assignments == second.assignments
+    backend.observe("exp", first.id, failed=True, reason="diverged at step 4")
+    backend.observe("exp", again.id, metrics_for(again.assignments))
+    progress = backend.progress("exp")
+    assert (progress.observation_count, progress.failed_count, progress.abandoned_count) == (2, 1, 1)
+    for _ in range(2):
+        s = backend.suggest("exp")
+        backend.observe("exp", s.id, metrics_for(s.assignments))
+    with pytest.raises(BudgetExhausted):
+        backend.suggest("exp")
+    failed = [o for o in backend.observations("exp") if o.failed]
+    assert [o.reason for o in failed] == ["diverged at step 4"]
+    with pytest.raises(OptimizerError, match="already"):
+        backend.observe("exp", first.id, metrics_for(first.assignments))
+
+
+def test_observations_need_every_metric(backend):
+    backend.create(experiment())
+    s = backend.suggest("exp")
+    with pytest.raises(OptimizerError, match="lacks metrics \\['logloss'\\]"):
+        backend.observe("exp", s.id, {"auc": 0.8, "training_time": 3})
+
+
+def test_best_assignments_are_the_feasible_pareto_set_in_auc_order(backend):
+    backend.create(experiment(observation_budget=40, parallel_bandwidth=1))
+    for _ in range(40):
+        s = backend.suggest("exp")
+        backend.observe("exp", s.id, metrics_for(s.assignments))
+    best = backend.best_assignments("exp")
+    assert best
+    aucs = [o.values["auc"] for o in best]
+    times = [o.values["training_time"] for o in best]
+    assert aucs == sorted(aucs, reverse=True)
+    assert all(a >= 0.7 for a in aucs) and all(t <= 100 for t in times)
+    assert times == sorted(times, reverse=True)  # on a Pareto front, better AUC costs time
+    everything = [o for o in backend.observations("exp") if not o.failed]
+    assert max(aucs) == max(o.values["auc"] for o in everything if o.values["training_time"] <= 100)
+    assert max(aucs) > 0.79  # the search found the AUC peak near lr 0.01
+
+
+def test_resume_after_a_restart(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optimizer.db'}"
+    first = LocalBackend(url, seed=1)
+    first.create(experiment())
+    open_suggestion = first.suggest("exp")
+    done = first.suggest("exp")
+    first.observe("exp", done.id, metrics_for(done.assignments))
+    restarted = LocalBackend(url, seed=1)  # a new process: nothing but the storage is shared
+    assert restarted.create(experiment()) == "exp"
+    progress = restarted.progress("exp")
+    assert (progress.observation_count, progress.open_suggestions) == (1, 1)
+    restarted.observe("exp", open_suggestion.id, metrics_for(open_suggestion.assignments))
+    assert restarted.progress("exp").observation_count == 2
