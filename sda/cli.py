@@ -1,4 +1,5 @@
-"""`sda` command line: `sda train RECIPE.yaml --data PROCESSED_DIR [--params k=v ...]`."""
+"""`sda` command line: `sda train RECIPE.yaml --data DAY... [--params k=v]`, `sda recipe --spec ... --stats ...
+--model ... [--set k=v]`."""
 
 from __future__ import annotations
 
@@ -7,32 +8,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from sda.models import save_model
-from sda.recipe import RecipeError, parse_recipe
-from sda.train import TrainingConfig, train
-
-
-def apply_overrides(model: dict[str, Any], training: dict[str, Any], overrides: list[str]) -> None:
-    """k=v pairs (values in YAML syntax) into the model or training section; `model.` / `training.`
-    prefixes choose the section, a bare key goes where the field exists."""
-    training_fields = set(TrainingConfig.model_fields)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--params takes key=value, got {item!r}")
-        value = yaml.safe_load(raw)
-        section, _, field = key.rpartition(".")
-        if section == "model" or (not section and field not in training_fields):
-            model[field] = value
-        elif section in ("training", ""):
-            training[field] = value
-        else:
-            raise ValueError(f"--params key {key!r}: the section must be model or training")
+from sda.recipe import RecipeError, apply_overrides, dump_recipe, parse_recipe
+from sda.train import train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -50,6 +32,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.status != "failed" else 3
 
 
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from recdp.spec import load_spec
+    from sda.advisors import AdviceRequest, advise
+
+    spec = load_spec(args.spec)
+    request = AdviceRequest.from_stats_file(
+        args.stats, dataset=spec.name, model=args.model, budget_seconds=args.budget_seconds, workers=args.workers,
+        window_days=args.window_days, champion_auc=args.champion_auc, max_model_bytes=args.max_model_bytes,
+        naive=args.naive, overrides=tuple(args.set))
+    columns = sorted(request.stats["categorical"])
+    if columns != sorted(spec.categorical):
+        raise ValueError(f"{args.stats} does not describe dataset {spec.name!r}: its categorical columns differ")
+    print(dump_recipe(advise(request)), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sda", description="Smart Democratization Advisor")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--params", nargs="*", default=[], metavar="KEY=VALUE")
     train_parser.add_argument("--save", type=Path, help="write the trained model here")
     train_parser.set_defaults(handler=cmd_train)
+    recipe_parser = commands.add_parser("recipe", help="advise a recipe for a model on a dataset's stats")
+    recipe_parser.add_argument("--spec", required=True, help="dataset spec name or YAML path")
+    recipe_parser.add_argument("--stats", type=Path, required=True, help="stats.json of a processed day")
+    recipe_parser.add_argument("--model", required=True, choices=["dlrm", "wide_deep", "dcnv2", "deepfm"])
+    recipe_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                               help="fix model or training fields")
+    recipe_parser.add_argument("--budget-seconds", type=float, default=1800.0,
+                               help="CPU seconds of training for the whole experiment")
+    recipe_parser.add_argument("--workers", type=int, default=2)
+    recipe_parser.add_argument("--window-days", type=int, default=1)
+    recipe_parser.add_argument("--champion-auc", type=float)
+    recipe_parser.add_argument("--max-model-bytes", type=int)
+    recipe_parser.add_argument("--naive", action="store_true", help="the broad, knowledge-free space")
+    recipe_parser.set_defaults(handler=cmd_recipe)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

@@ -13,7 +13,7 @@ errors everywhere.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,8 +42,8 @@ class _Strict(BaseModel):
 
 
 class Bounds(_Strict):
-    min: float
-    max: float
+    min: int | float
+    max: int | float
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds:
@@ -195,6 +195,24 @@ class Recipe(_Strict):
                 raise ValueError(f"experiment parameter {parameter.name!r} is neither a field of model "
                                  f"{self.model.name!r} nor of training")
         return self
+
+
+def apply_overrides(model: dict[str, Any], training: dict[str, Any], overrides: list[str]) -> None:
+    """k=v pairs (values in YAML syntax) into the model or training section; `model.` / `training.`
+    prefixes choose the section, a bare key goes where the field exists."""
+    training_fields = set(TrainingConfig.model_fields)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--params takes key=value, got {item!r}")
+        value = yaml.safe_load(raw)
+        section, _, field = key.rpartition(".")
+        if section == "model" or (not section and field not in training_fields):
+            model[field] = value
+        elif section in ("training", ""):
+            training[field] = value
+        else:
+            raise ValueError(f"--params key {key!r}: the section must be model or training")
 
 
 def parse_recipe(document: object, source: str = "<recipe>") -> Recipe:

@@ -1,0 +1,70 @@
+"""The advisors: data statistics + a model choice + a compute budget -> a complete, valid recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sda.advisors import knowledge
+from sda.advisors.models import ADVISORS
+from sda.recipe import Recipe, apply_overrides, parse_recipe
+
+
+@dataclass(frozen=True)
+class AdviceRequest:
+    dataset: str
+    model: str
+    stats: dict
+    stats_digest: str
+    budget_seconds: float = 1800.0
+    workers: int = 2
+    window_days: int = 1
+    epochs: int = 1
+    champion_auc: float | None = None
+    auc_tolerance: float = 0.002
+    max_model_bytes: int | None = None
+    naive: bool = False
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def from_stats_file(cls, path: Path, **fields) -> AdviceRequest:
+        raw = Path(path).read_bytes()
+        return cls(stats=json.loads(raw), stats_digest="sha256:" + hashlib.sha256(raw).hexdigest(), **fields)
+
+
+def advise(request: AdviceRequest) -> Recipe:
+    if request.model not in ADVISORS:
+        raise ValueError(f"no advisor for model {request.model!r}; choose one of {sorted(ADVISORS)}")
+    if request.budget_seconds <= 0 or request.workers < 1:
+        raise ValueError("the compute budget must be positive and workers at least 1")
+    facts = knowledge.DataFacts.from_stats(request.stats, request.window_days)
+    model_section, model_space = ADVISORS[request.model](facts)
+    batch_size = knowledge.batch_size_for(facts.train_rows)
+    learning_rate = knowledge.learning_rate_for(batch_size)
+    training = {"epochs": request.epochs, "batch_size": batch_size, "optimizer": "adam",
+                "learning_rate": round(learning_rate, 8), "eval_every": 0.25}
+    observations, bandwidth, share = knowledge.budget_and_bandwidth(
+        request.model, facts, request.epochs, request.budget_seconds, request.workers)
+    if request.naive:
+        parameters = knowledge.naive_space(tunes_embedding_dim=request.model != "dlrm")
+    else:
+        parameters = knowledge.narrow_space(learning_rate, batch_size) + model_space
+    apply_overrides(model_section, training, list(request.overrides))
+    document = {
+        "data": {"dataset": request.dataset, "training_window_days": request.window_days,
+                 "stats_digest": request.stats_digest},
+        "model": model_section,
+        "training": training,
+        "experiment": {
+            "name": f"{request.dataset}-{request.model}-{'naive' if request.naive else 'advised'}-"
+                    f"{request.stats_digest.removeprefix('sha256:')[:12]}",
+            "parameters": parameters,
+            "metrics": knowledge.metrics(request.champion_auc, request.auc_tolerance, share,
+                                         request.max_model_bytes),
+            "observation_budget": observations,
+            "parallel_bandwidth": bandwidth,
+        },
+    }
+    return parse_recipe(document, f"advice for {request.model}")

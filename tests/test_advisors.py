@@ -1,0 +1,95 @@
+"""The advisors: complete, valid recipes for each model on small and large data; naive mode; the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from recdp.spec import load_spec
+from sda.advisors import AdviceRequest, advise
+from sda.advisors.knowledge import embedding_dim_for
+from sda.cli import main
+from sda.models import DataShape, build_model
+from sda.recipe import parse_recipe
+
+SPEC = load_spec("criteo")
+CARDINALITIES = [15, 6, 101_000, 22_000, 4, 2, 126, 7, 2, 931, 57, 83_000, 32, 2, 150, 54_000, 2, 57, 22,
+                 2, 70_000, 2, 2, 2_800, 2, 1_400]
+
+
+def stats(train_rows: int) -> dict:
+    return {
+        "splits": {"train": {"rows": train_rows}, "valid": {"rows": train_rows // 8}},
+        "positive_rate": 0.25,
+        "categorical": {c: {"vocab_size": n + 2} for c, n in zip(SPEC.categorical, CARDINALITIES, strict=True)},
+        "dense": {c: {"mean": 1.0} for c in SPEC.dense},
+    }
+
+
+def request(model: str, train_rows: int = 80_000, **fields) -> AdviceRequest:
+    return AdviceRequest(dataset="criteo", model=model, stats=stats(train_rows), stats_digest="sha256:0123456789abcdef",
+                         **fields)
+
+
+@pytest.mark.parametrize("model", ["dlrm", "wide_deep", "dcnv2", "deepfm"])
+@pytest.mark.parametrize("rows", [80_000, 5_000_000])
+def test_each_advisor_gives_a_valid_buildable_recipe(model, rows):
+    recipe = advise(request(model, rows, budget_seconds=3600, workers=4))
+    assert recipe.model.name == model and recipe.data.stats_digest.startswith("sha256:")
+    experiment = recipe.experiment
+    assert {m.name for m in experiment.metrics if m.strategy == "optimize"} == {"auc", "training_time"}
+    assert 4 <= experiment.observation_budget <= 60
+    assert 1 <= experiment.parallel_bandwidth <= min(4, experiment.observation_budget // 4 or 1)
+    assert parse_recipe(yaml.safe_load(yaml.safe_dump(recipe.model_dump(mode="json")))) == recipe
+    sizes = tuple(stats(rows)["categorical"][c]["vocab_size"] for c in SPEC.categorical)
+    build_model(recipe.model, DataShape(SPEC.dense, SPEC.categorical, sizes))
+    if rows > 1_000_000:
+        assert recipe.training.batch_size > advise(request(model, 80_000)).training.batch_size
+
+
+def test_knowledge_scales_with_the_data():
+    small, large = advise(request("wide_deep", 80_000)), advise(request("wide_deep", 5_000_000))
+    assert len(large.model.deep_mlp) > len(small.model.deep_mlp)
+    assert max(large.model.table_dims.values(), default=0) >= max(small.model.table_dims.values(), default=16)
+    assert embedding_dim_for(2, 80_000) == 8 and embedding_dim_for(10**7, 80_000) == 16  # capped by the rows
+    assert embedding_dim_for(10**7, 50_000_000) == 64
+
+
+def test_thresholds_come_from_the_champion_and_the_budget():
+    recipe = advise(request("dlrm", champion_auc=0.80, budget_seconds=100, max_model_bytes=50_000_000))
+    metrics = {m.name: m for m in recipe.experiment.metrics}
+    assert metrics["auc"].threshold == pytest.approx(0.798)
+    share = 100 / recipe.experiment.observation_budget
+    assert metrics["training_time"].threshold == pytest.approx(2 * share, rel=1e-3)
+    assert metrics["model_bytes"].strategy == "constraint" and metrics["logloss"].strategy == "store"
+    assert advise(request("dlrm")).experiment.metrics[0].threshold is None  # no champion yet
+
+
+def test_naive_space_is_broader():
+    advised, naive = advise(request("deepfm")), advise(request("deepfm", naive=True))
+    lr = {p.name: p for p in advised.experiment.parameters}["learning_rate"].bounds
+    naive_lr = {p.name: p for p in naive.experiment.parameters}["learning_rate"].bounds
+    assert naive_lr.min < lr.min and naive_lr.max > lr.max
+    assert "optimizer" in {p.name for p in naive.experiment.parameters}
+    assert naive.experiment.name != advised.experiment.name
+
+
+def test_overrides_and_errors():
+    recipe = advise(request("dlrm", overrides=("epochs=2", "model.dropout=0.1")))
+    assert recipe.training.epochs == 2 and recipe.model.dropout == 0.1
+    with pytest.raises(ValueError, match="no advisor for model 'xgboost'"):
+        advise(request("xgboost"))
+    with pytest.raises(ValueError, match="budget must be positive"):
+        advise(request("dlrm", budget_seconds=-5))
+
+
+def test_cli_prints_a_recipe(tmp_path, capsys):
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps(stats(80_000)))
+    assert main(["recipe", "--spec", "criteo", "--stats", str(path), "--model", "dcnv2", "--set", "epochs=1"]) == 0
+    recipe = parse_recipe(yaml.safe_load(capsys.readouterr().out))
+    assert recipe.model.name == "dcnv2" and recipe.data.dataset == "criteo"
+    assert main(["recipe", "--spec", "shop_clicks", "--stats", str(path), "--model", "dlrm"]) == 2
+    assert "categorical columns differ" in capsys.readouterr().err
