@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from sda.models import save_model
-from sda.recipe import RecipeError, apply_overrides, dump_recipe, parse_recipe
+from sda.recipe import RecipeError, apply_overrides, dump_recipe, load_recipe, parse_recipe
 from sda.train import train
 
 
@@ -48,6 +49,31 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(args: argparse.Namespace):
+    from sda.hpo import LocalBackend
+
+    return LocalBackend(args.storage, seed=getattr(args, "seed", None))
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from sda.hpo.runner import optimize
+
+    recipe = load_recipe(args.recipe)
+    backend = _backend(args)
+    outcomes = optimize(recipe, args.data, backend)
+    best = backend.best_assignments(recipe.experiment.name)
+    print(json.dumps({"experiment": recipe.experiment.name, "trials": len(outcomes),
+                      "failed": sum(o.observed is None for o in outcomes),
+                      "best": [b.__dict__ for b in best]}, indent=2, default=str))
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    best = _backend(args).best_assignments(args.experiment)
+    print(json.dumps([b.__dict__ for b in best], indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sda", description="Smart Democratization Advisor")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,11 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     recipe_parser.add_argument("--max-model-bytes", type=int)
     recipe_parser.add_argument("--naive", action="store_true", help="the broad, knowledge-free space")
     recipe_parser.set_defaults(handler=cmd_recipe)
+    storage = os.environ.get("SDA_OPTIMIZER_STORAGE", "sqlite:///optimizer.db")
+    optimize_parser = commands.add_parser("optimize", help="run a recipe's whole experiment in this process")
+    optimize_parser.add_argument("recipe", type=Path)
+    optimize_parser.add_argument("--data", type=Path, nargs="+", required=True)
+    optimize_parser.add_argument("--storage", default=storage, help="optimizer storage URL ($SDA_OPTIMIZER_STORAGE)")
+    optimize_parser.add_argument("--seed", type=int)
+    optimize_parser.set_defaults(handler=cmd_optimize)
+    best_parser = commands.add_parser("best", help="print an experiment's best assignments")
+    best_parser.add_argument("experiment")
+    best_parser.add_argument("--storage", default=storage)
+    best_parser.set_defaults(handler=cmd_best)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return args.handler(args)
-    except (ValueError, ValidationError, FileNotFoundError, yaml.YAMLError) as error:
+    except (ValueError, ValidationError, FileNotFoundError, yaml.YAMLError, RuntimeError) as error:
         print(f"sda {args.command}: {error}", file=sys.stderr)
         return 2
 

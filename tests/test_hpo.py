@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -125,3 +126,37 @@ def test_resume_after_a_restart(tmp_path):
     assert (progress.observation_count, progress.open_suggestions) == (1, 1)
     restarted.observe("exp", open_suggestion.id, metrics_for(open_suggestion.assignments))
     assert restarted.progress("exp").observation_count == 2
+
+
+def test_optimize_runs_trials_and_records_failures(tmp_path, capsys):
+    import yaml
+
+    from sda.cli import main
+    from tests.test_train import make_processed_day
+
+    day = make_processed_day(tmp_path, rows=12_000)
+    recipe = {
+        "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]},
+        "training": {"epochs": 2, "batch_size": 256, "eval_every": None, "max_loss": 5.0},
+        "experiment": {
+            "name": "tiny",
+            "parameters": [
+                {"name": "learning_rate", "type": "double", "grid": [0.01, 60.0]},  # 60 diverges
+                {"name": "batch_size", "type": "int", "grid": [128, 256]},
+            ],
+            "metrics": [{"name": "auc"}, {"name": "training_time", "objective": "minimize"},
+                        {"name": "model_bytes", "objective": "minimize", "strategy": "store"}],
+            "observation_budget": 6,
+        },
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    storage = f"sqlite:///{tmp_path / 'opt.db'}"
+    assert main(["optimize", str(path), "--data", str(day), "--storage", storage, "--seed", "5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["trials"] == 6 and report["best"] and report["failed"] >= 1
+    assert report["best"][0]["values"]["auc"] > 0.6
+    backend = LocalBackend(storage)
+    assert backend.progress("tiny").observation_count == 6
+    assert main(["best", "tiny", "--storage", storage]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["suggestion"] == report["best"][0]["suggestion"]

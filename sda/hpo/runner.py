@@ -1,0 +1,94 @@
+"""Run an experiment's trials: suggestion -> recipe with the assignments -> train -> observation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sda.hpo.backend import BudgetExhausted, OptimizerBackend, Suggestion
+from sda.models import ModelConfig, parse_model_config
+from sda.recipe import Recipe
+from sda.train import TrainingConfig, TrainResult, train
+
+log = logging.getLogger(__name__)
+
+# What a trial can report, by the names recipes use for metrics.
+TRIAL_METRICS = {"auc", "logloss", "accuracy", "training_time", "samples_per_second", "peak_memory_mb",
+                 "model_bytes", "model_parameters"}
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    suggestion: Suggestion
+    result: TrainResult
+    observed: dict[str, float] | None
+
+
+def check_metrics(recipe: Recipe) -> None:
+    unknown = sorted({m.name for m in recipe.experiment.metrics} - TRIAL_METRICS)
+    if unknown:
+        raise ValueError(f"experiment metrics {unknown} are not reported by trials; use {sorted(TRIAL_METRICS)}")
+
+
+def configs_for(recipe: Recipe, assignments: dict) -> tuple[ModelConfig, TrainingConfig]:
+    """The recipe's model and training sections with a suggestion's assignments applied (and validated)."""
+    model = recipe.model.model_dump()
+    training = recipe.training.model_dump()
+    model_fields = set(type(recipe.model).model_fields)
+    for name, value in assignments.items():
+        if name in model_fields:
+            model[name] = value
+        elif name in TrainingConfig.model_fields:
+            training[name] = value
+    return parse_model_config(model), TrainingConfig.model_validate(training)
+
+
+def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
+              suggestion: Suggestion) -> TrialOutcome:
+    try:
+        model, training = configs_for(recipe, suggestion.assignments)
+    except ValueError as invalid:  # e.g. an assignment the model's shape rules refuse
+        backend.observe(experiment_id, suggestion.id, failed=True, reason=f"invalid assignments: {invalid}")
+        raise
+    try:
+        result = train(model, training, day_dirs)
+    except BaseException:
+        # A crash of the worker, not of the parameters: give the suggestion back, so it is run again.
+        backend.abandon(experiment_id, suggestion.id)
+        raise
+    if result.status != "ok":
+        backend.observe(experiment_id, suggestion.id, failed=True, reason=result.reason)
+        return TrialOutcome(suggestion, result, None)
+    values = {m.name: float(result.metrics[m.name]) for m in recipe.experiment.metrics}
+    backend.observe(experiment_id, suggestion.id, values)
+    return TrialOutcome(suggestion, result, values)
+
+
+def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend) -> list[TrialOutcome]:
+    """Run the whole experiment in this process, one trial after another, until the budget is spent."""
+    if recipe.experiment is None:
+        raise ValueError("the recipe has no experiment section")
+    check_metrics(recipe)
+    experiment_id = backend.create(recipe.experiment)
+    outcomes: list[TrialOutcome] = []
+    started = time.monotonic()
+    while True:
+        try:
+            suggestion = backend.suggest(experiment_id)
+        except BudgetExhausted:
+            break
+        try:
+            outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion)
+        except ValueError as invalid:
+            log.warning("trial %d failed: %s", suggestion.id, invalid)
+            continue
+        outcomes.append(outcome)
+        progress = backend.progress(experiment_id)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in (outcome.observed or {}).items()) or outcome.result.reason
+        log.info("trial %d (%d/%s) %s: %s | %s (%.0fs elapsed)", suggestion.id, progress.observation_count,
+                 progress.observation_budget, outcome.result.status, suggestion.assignments, shown,
+                 time.monotonic() - started)
+    return outcomes
