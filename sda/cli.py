@@ -60,7 +60,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)
     backend = _backend(args)
-    outcomes = optimize(recipe, args.data, backend)
+    outcomes = optimize(recipe, args.data, backend, warm_start_from=args.warm_start)
     best = backend.best_assignments(recipe.experiment.name)
     print(json.dumps({"experiment": recipe.experiment.name, "trials": len(outcomes),
                       "failed": sum(o.observed is None for o in outcomes),
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     optimize_parser.add_argument("--data", type=Path, nargs="+", required=True)
     optimize_parser.add_argument("--storage", default=storage, help="optimizer storage URL ($SDA_OPTIMIZER_STORAGE)")
     optimize_parser.add_argument("--seed", type=int)
+    optimize_parser.add_argument("--warm-start", metavar="EXPERIMENT",
+                                 help="try this earlier experiment's best assignments first")
     optimize_parser.set_defaults(handler=cmd_optimize)
     best_parser = commands.add_parser("best", help="print an experiment's best assignments")
     best_parser.add_argument("experiment")

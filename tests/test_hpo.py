@@ -160,3 +160,17 @@ def test_optimize_runs_trials_and_records_failures(tmp_path, capsys):
     assert backend.progress("tiny").observation_count == 6
     assert main(["best", "tiny", "--storage", storage]) == 0
     assert json.loads(capsys.readouterr().out)[0]["suggestion"] == report["best"][0]["suggestion"]
+
+
+def test_warm_start_tries_the_previous_best_first(backend):
+    backend.create(experiment(name="day1", parallel_bandwidth=1))
+    for _ in range(6):
+        s = backend.suggest("day1")
+        backend.observe("day1", s.id, metrics_for(s.assignments))
+    best = backend.best_assignments("day1")[0].assignments
+    backend.create(experiment(name="day2", parallel_bandwidth=1), warm_start=[best, {"learning_rate": 5.0}])
+    first = backend.suggest("day2")
+    assert first.assignments == best
+    backend.observe("day2", first.id, metrics_for(first.assignments))
+    second = backend.suggest("day2").assignments  # out of bounds: left to the sampler
+    assert 0.001 <= second["learning_rate"] <= 0.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,8 +52,9 @@ class Progress:
 
 
 class OptimizerBackend(Protocol):
-    def create(self, experiment: Experiment) -> str:
-        """Create the experiment, or return the existing one of that name (same definition only)."""
+    def create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]] = ()) -> str:
+        """Create the experiment, or return the existing one of that name (same definition only); a new
+        experiment first tries the warm_start assignments."""
 
     def suggest(self, experiment_id: str) -> Suggestion: ...
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -43,7 +44,9 @@ class LocalBackend:
         self.seed = seed
 
     # -- experiments --------------------------------------------------------------------------------------
-    def create(self, experiment: Experiment) -> str:
+    def create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]] = ()) -> str:
+        """Create (or reopen) the experiment; a new one first tries the `warm_start` assignments, e.g. the
+        best of the previous partition's experiment, as far as they fit its space."""
         optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
         study = optuna.create_study(storage=self.storage, study_name=experiment.name, load_if_exists=True,
                                     directions=[m.objective for m in optimized])
@@ -51,6 +54,10 @@ class LocalBackend:
         stored = study.user_attrs.get(EXPERIMENT_ATTR)
         if stored is None:
             study.set_user_attr(EXPERIMENT_ATTR, definition)
+            for assignments in warm_start:
+                fitting = _fitting(experiment, assignments)
+                if fitting:
+                    study.enqueue_trial(fitting, skip_if_exists=True)
             with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([m.name for m in optimized])
@@ -173,6 +180,27 @@ class LocalBackend:
         complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)
         return Progress(complete + failed, failed, running, len(abandoned), experiment.observation_budget)
+
+
+def _fitting(experiment: Experiment, assignments: dict[str, Any]) -> dict[str, Any]:
+    """The assignments that lie inside the experiment's space (others are left to the sampler)."""
+    fitting: dict[str, Any] = {}
+    for conditional in experiment.conditionals:
+        if assignments.get(conditional.name) in conditional.values:
+            fitting[conditional.name] = assignments[conditional.name]
+    for parameter in experiment.parameters:
+        value = assignments.get(parameter.name)
+        if value is None:
+            continue
+        if parameter.type == "categorical":
+            ok = value in [v.name for v in parameter.categorical_values]
+        elif parameter.grid is not None:
+            ok = value in parameter.grid
+        else:
+            ok = parameter.bounds.min <= value <= parameter.bounds.max
+        if ok:
+            fitting[parameter.name] = value
+    return fitting
 
 
 def _sample(trial: Trial, parameter: Parameter) -> Any:

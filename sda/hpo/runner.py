@@ -67,12 +67,15 @@ def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day
     return TrialOutcome(suggestion, result, values)
 
 
-def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend) -> list[TrialOutcome]:
-    """Run the whole experiment in this process, one trial after another, until the budget is spent."""
+def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend,
+             warm_start_from: str | None = None) -> list[TrialOutcome]:
+    """Run the whole experiment in this process, one trial after another, until the budget is spent.
+    With warm_start_from, the best assignments of that (earlier) experiment are tried first."""
     if recipe.experiment is None:
         raise ValueError("the recipe has no experiment section")
     check_metrics(recipe)
-    experiment_id = backend.create(recipe.experiment)
+    seeds = [o.assignments for o in backend.best_assignments(warm_start_from)] if warm_start_from else []
+    experiment_id = backend.create(recipe.experiment, warm_start=seeds)
     outcomes: list[TrialOutcome] = []
     started = time.monotonic()
     while True:
