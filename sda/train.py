@@ -146,7 +146,7 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
                          samples / max(now - started - eval_seconds, 1e-9), running, now - started)
                 last_log = now
             if eval_interval and step % eval_interval == 0 and step < total_steps:
-                point = {"step": step, "samples": samples, "loss": running,
+                point = {"step": step, "fraction": step / total_steps, "samples": samples, "loss": running,
                          "train_seconds": now - started - eval_seconds, **evaluate(model, valid_stream)}
                 eval_seconds += time.monotonic() - now
                 curve.append(point)
@@ -173,7 +173,8 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
     }
     if status != "failed":
         metrics.update(evaluate(model, valid_stream))
-        curve.append({"step": step, "samples": samples, "loss": running, "train_seconds": training_time,
+        curve.append({"step": step, "fraction": step / total_steps, "samples": samples, "loss": running,
+                      "train_seconds": training_time,
                       **{k: metrics[k] for k in ("auc", "logloss", "accuracy")}})
         log.info("%s: AUC %.4f, logloss %.4f, %.0f samples/s, %.1fs", model_config.name, metrics["auc"],
                  metrics["logloss"], metrics["samples_per_second"], training_time)

@@ -34,6 +34,7 @@ class Observation:
     values: dict[str, float] | None
     failed: bool
     reason: str | None = None
+    metadata: dict[str, Any] | None = None  # SigOpt's observation metadata (e.g. the training curve)
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,13 @@ class OptimizerBackend(Protocol):
     def suggest(self, experiment_id: str) -> Suggestion: ...
 
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
-                failed: bool = False, reason: str | None = None) -> None: ...
+                failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None: ...
 
     def abandon(self, experiment_id: str, suggestion_id: int) -> None:
         """An infrastructure failure: the suggestion is given back and does not count."""
+
+    def observations(self, experiment_id: str) -> list[Observation]:
+        """Every observation made, failed ones included, abandoned suggestions not."""
 
     def best_assignments(self, experiment_id: str) -> list[Observation]:
         """The Pareto set of observations that meet every threshold, best first by the first optimized metric."""

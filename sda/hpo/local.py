@@ -99,10 +99,12 @@ class LocalBackend:
         return Suggestion(trial.number, assignments)
 
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
-                failed: bool = False, reason: str | None = None) -> None:
+                failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         study, experiment = self._open(experiment_id)
         trial = self._running(study, suggestion_id)
         live = Trial(study, trial._trial_id)  # the public Trial API is the one way to attach attributes
+        if metadata:
+            live.set_user_attr("metadata", metadata)
         if failed or values is None:
             live.set_user_attr("failed_reason", reason or "failed")
             study.tell(trial.number, state=TrialState.FAIL)
@@ -166,7 +168,7 @@ class LocalBackend:
     def _observation(trial: FrozenTrial) -> Observation:
         failed = trial.state == TrialState.FAIL
         return Observation(trial.number, dict(trial.params), None if failed else trial.user_attrs.get("metrics"),
-                           failed, trial.user_attrs.get("failed_reason"))
+                           failed, trial.user_attrs.get("failed_reason"), trial.user_attrs.get("metadata"))
 
     def progress(self, experiment_id: str) -> Progress:
         study, experiment = self._open(experiment_id)

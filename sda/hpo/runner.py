@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sda.hpo.backend import BudgetExhausted, OptimizerBackend, Suggestion
+from sda.hpo.backend import BudgetExhausted, Observation, OptimizerBackend, Suggestion
 from sda.models import ModelConfig, parse_model_config
 from sda.recipe import Recipe
 from sda.train import TrainingConfig, TrainResult, train
@@ -46,24 +47,46 @@ def configs_for(recipe: Recipe, assignments: dict) -> tuple[ModelConfig, Trainin
     return parse_model_config(model), TrainingConfig.model_validate(training)
 
 
+class MedianStopping:
+    """Stop a trial whose intermediate AUC is below the median AUC that the completed trials had at the same
+    point of their training (the median stopping rule of Google Vizier, as Optuna's MedianPruner applies it)."""
+
+    def __init__(self, observations: Sequence[Observation], min_trials: int = 3) -> None:
+        self.curves = [o.metadata["curve"] for o in observations
+                       if not o.failed and o.metadata and o.metadata.get("curve")]
+        self.min_trials = min_trials
+
+    def __call__(self, step: int, fraction: float, auc: float) -> bool:
+        earlier = []
+        for curve in self.curves:
+            reached = [p["auc"] for p in curve if p.get("fraction", 1.0) <= fraction + 1e-9]
+            if reached:
+                earlier.append(reached[-1])
+        if len(earlier) < self.min_trials:
+            return True
+        return auc >= statistics.median(earlier)
+
+
 def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
-              suggestion: Suggestion) -> TrialOutcome:
+              suggestion: Suggestion, prune: bool = True) -> TrialOutcome:
     try:
         model, training = configs_for(recipe, suggestion.assignments)
     except ValueError as invalid:  # e.g. an assignment the model's shape rules refuse
         backend.observe(experiment_id, suggestion.id, failed=True, reason=f"invalid assignments: {invalid}")
         raise
+    callback = MedianStopping(backend.observations(experiment_id)) if prune else None
     try:
-        result = train(model, training, day_dirs)
+        result = train(model, training, day_dirs, callback=callback)
     except BaseException:
         # A crash of the worker, not of the parameters: give the suggestion back, so it is run again.
         backend.abandon(experiment_id, suggestion.id)
         raise
+    metadata = {"curve": result.curve}
     if result.status != "ok":
-        backend.observe(experiment_id, suggestion.id, failed=True, reason=result.reason)
+        backend.observe(experiment_id, suggestion.id, failed=True, reason=result.reason, metadata=metadata)
         return TrialOutcome(suggestion, result, None)
     values = {m.name: float(result.metrics[m.name]) for m in recipe.experiment.metrics}
-    backend.observe(experiment_id, suggestion.id, values)
+    backend.observe(experiment_id, suggestion.id, values, metadata=metadata)
     return TrialOutcome(suggestion, result, values)
 
 
