@@ -5,6 +5,7 @@
     training:    the trainer config (sda.train.TrainingConfig)
     experiment:  SigOpt's experiment JSON: parameters, metrics, conditionals, observation_budget,
                  parallel_bandwidth
+    budget:      training seconds the whole experiment may spend (optional)
 
 Every error names where it is (e.g. `experiment.parameters[1] (learning_rate): ...`), and unknown keys are
 errors everywhere.
@@ -179,11 +180,19 @@ class DataSection(_Strict):
     stats_digest: str | None = None
 
 
+class BudgetSection(_Strict):
+    """Cost awareness beside SigOpt's observation_budget: the experiment stops once its trials have trained
+    this many seconds in total."""
+
+    training_seconds: float = Field(gt=0)
+
+
 class Recipe(_Strict):
     data: DataSection | None = None  # the advisor always writes it; a hand-written recipe may leave it out
     model: ModelConfig
     training: TrainingConfig = TrainingConfig()
     experiment: Experiment | None = None
+    budget: BudgetSection | None = None
 
     @model_validator(mode="after")
     def _parameters_name_fields(self) -> Recipe:

@@ -192,3 +192,25 @@ def test_median_stopping_rule():
     assert MedianStopping(history[:2])(10, 0.25, 0.1) is True  # too few trials to judge
     failed = Observation(1, {}, None, True, "diverged", {"curve": [{"fraction": 0.25, "auc": 0.99}]})
     assert MedianStopping([*history, failed]).curves == rule.curves
+
+
+def test_training_seconds_budget_stops_the_experiment(tmp_path):
+    from sda.hpo.runner import optimize
+    from sda.recipe import parse_recipe
+    from tests.test_train import make_processed_day
+
+    day = make_processed_day(tmp_path, rows=4000)
+    recipe = parse_recipe({
+        "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]},
+        "training": {"batch_size": 256, "eval_every": None},
+        "experiment": {"name": "budgeted", "observation_budget": 50,
+                       "parameters": [{"name": "learning_rate", "type": "double",
+                                       "bounds": {"min": 0.001, "max": 0.01}}],
+                       "metrics": [{"name": "auc"}]},
+        "budget": {"training_seconds": 0.05},
+    })
+    backend = LocalBackend(f"sqlite:///{tmp_path / 'o.db'}", seed=0)
+    outcomes = optimize(recipe, [day], backend)
+    spent = sum(o.result.metrics["training_time"] for o in outcomes)
+    assert 1 <= len(outcomes) < 50
+    assert spent >= 0.05 and spent - outcomes[-1].result.metrics["training_time"] < 0.05

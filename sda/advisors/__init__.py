@@ -66,5 +66,6 @@ def advise(request: AdviceRequest) -> Recipe:
             "observation_budget": observations,
             "parallel_bandwidth": bandwidth,
         },
+        "budget": {"training_seconds": request.budget_seconds},
     }
     return parse_recipe(document, f"advice for {request.model}")

@@ -47,6 +47,10 @@ def configs_for(recipe: Recipe, assignments: dict) -> tuple[ModelConfig, Trainin
     return parse_model_config(model), TrainingConfig.model_validate(training)
 
 
+def spent_training_seconds(observations: Sequence[Observation]) -> float:
+    return sum(float((o.metadata or {}).get("training_seconds", 0.0)) for o in observations)
+
+
 class MedianStopping:
     """Stop a trial whose intermediate AUC is below the median AUC that the completed trials had at the same
     point of their training (the median stopping rule of Google Vizier, as Optuna's MedianPruner applies it)."""
@@ -81,7 +85,7 @@ def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day
         # A crash of the worker, not of the parameters: give the suggestion back, so it is run again.
         backend.abandon(experiment_id, suggestion.id)
         raise
-    metadata = {"curve": result.curve}
+    metadata = {"curve": result.curve, "training_seconds": result.metrics["training_time"]}
     if result.status != "ok":
         backend.observe(experiment_id, suggestion.id, failed=True, reason=result.reason, metadata=metadata)
         return TrialOutcome(suggestion, result, None)
@@ -102,6 +106,10 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
     outcomes: list[TrialOutcome] = []
     started = time.monotonic()
     while True:
+        spent = spent_training_seconds(backend.observations(experiment_id))
+        if recipe.budget and spent >= recipe.budget.training_seconds:
+            log.info("training budget spent: %.0fs of %.0fs", spent, recipe.budget.training_seconds)
+            break
         try:
             suggestion = backend.suggest(experiment_id)
         except BudgetExhausted:
