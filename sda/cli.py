@@ -1,5 +1,10 @@
-"""`sda` command line: `sda train RECIPE.yaml --data DAY... [--params k=v]`, `sda recipe --spec ... --stats ...
---model ... [--set k=v]`."""
+"""The `sda` command line:
+
+    sda recipe --spec DATASET --stats stats.json --model dlrm [--set k=v] [--naive] > recipe.yaml
+    sda train RECIPE.yaml --data DAY_DIR... [--params k=v] [--save model.pt]
+    sda optimize RECIPE.yaml --data DAY_DIR... [--storage URL] [--warm-start EXPERIMENT]
+    sda best EXPERIMENT [--storage URL]
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from sda.models import save_model
+from sda.models import MODEL_NAMES, save_model
 from sda.recipe import RecipeError, apply_overrides, dump_recipe, load_recipe, parse_recipe
 from sda.train import train
 
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe_parser = commands.add_parser("recipe", help="advise a recipe for a model on a dataset's stats")
     recipe_parser.add_argument("--spec", required=True, help="dataset spec name or YAML path")
     recipe_parser.add_argument("--stats", type=Path, required=True, help="stats.json of a processed day")
-    recipe_parser.add_argument("--model", required=True, choices=["dlrm", "wide_deep", "dcnv2", "deepfm"])
+    recipe_parser.add_argument("--model", required=True, choices=MODEL_NAMES)
     recipe_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                                help="fix model or training fields")
     recipe_parser.add_argument("--budget-seconds", type=float, default=1800.0,
