@@ -1,5 +1,6 @@
-"""Smart Democratization Advisor: recipes, models, trainer, optimizer and promotion (never imports Airflow).
+"""Smart Democratization Advisor (never imports Airflow).
 
-Built by the next issues: models and trainer (sda/models, sda/train.py), recipes and advisors
-(sda/recipe.py, sda/advisors), the optimizer (sda/hpo) and promotion (sda/promote.py).
+models/ and train.py train the built-in CTR models on training shards; recipe.py is the recipe format;
+advisors/ turn data statistics into recipes; hpo/ runs SigOpt-style experiments (offline on Optuna).
+Still to come: the SigOpt API backend and server, and promotion (promote.py).
 """
