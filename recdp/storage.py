@@ -15,6 +15,8 @@ from typing import Any
 
 from recdp.spec import NAME_PATTERN
 
+VALIDATION_REPORT = "report.json"
+
 
 class StorageError(ValueError):
     """A path or day that must not be used."""
@@ -68,6 +70,11 @@ class DataRoot:
 
     def vocab(self, dataset: str) -> Path:
         return self.root / "vocab" / _dataset(dataset)
+
+    def validation_report(self, dataset: str, day: str | dt.date) -> dict | None:
+        """The day's validation report (recdp.validate writes it), or None when the day was not validated."""
+        path = self.validation(dataset, day) / VALIDATION_REPORT
+        return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_json_atomic(path: Path, document: Any) -> None:

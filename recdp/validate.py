@@ -30,11 +30,11 @@ import great_expectations as gx
 from recdp.drift import PartitionProfile, compare, profile_partition
 from recdp.rawread import RawPartition, read_partition
 from recdp.spec import DatasetSpec, load_spec
-from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic
+from recdp.storage import VALIDATION_REPORT, DataRoot, parse_day, staged_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
-REPORT = "report.json"
+REPORT = VALIDATION_REPORT
 
 
 @dataclass
@@ -150,11 +150,9 @@ def _run_gx(spec: DatasetSpec, partition: RawPartition, docs_dir: Path) -> tuple
 def _previous_profile(spec: DatasetSpec, root: DataRoot, day: dt.date) -> tuple[str | None, PartitionProfile | None]:
     for back in range(1, spec.drift.lookback_days + 1):
         earlier = day - dt.timedelta(days=back)
-        report_path = root.validation(spec.name, earlier) / REPORT
-        if report_path.is_file():
-            document = json.loads(report_path.read_text())
-            if document.get("status") == "passed" and document.get("profile"):
-                return earlier.isoformat(), PartitionProfile.from_dict(document["profile"])
+        document = root.validation_report(spec.name, earlier)
+        if document and document.get("status") == "passed" and document.get("profile"):
+            return earlier.isoformat(), PartitionProfile.from_dict(document["profile"])
     return None, None
 
 

@@ -50,9 +50,8 @@ def summary(root: DataRoot, dataset: str, day: dt.date, states: dict[str, str], 
     lines = ["", "=" * 72, f"recsys_retrain demo: {dataset} day={day} in {seconds:.0f}s", "-" * 72]
     order = ["partition_ready", "validate", "gate_dry_run", "preprocess"]
     lines += [f"  {task:<16} {states.get(task, 'not run')}" for task in order]
-    report_path = root.validation(dataset, day) / "report.json"
-    if report_path.is_file():
-        report = json.loads(report_path.read_text())
+    report = root.validation_report(dataset, day)
+    if report:
         lines.append(f"validation: {report['status']}, {report['rows_valid']}/{report['rows_total']} rows valid, "
                      f"{report['bad_rows']} malformed; Data Docs: {report['data_docs']}")
     stats_path = root.processed(dataset, day) / "stats.json"

@@ -46,7 +46,6 @@ from recdp.rawread import partition_files
 from recdp.shards import ShardWriter, parquet_batches
 from recdp.spec import DatasetSpec, load_spec
 from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic
-from recdp.validate import REPORT
 from recdp.vocab import VocabularyStore
 
 log = logging.getLogger("recdp.preprocess")
@@ -58,14 +57,12 @@ class PreprocessError(RuntimeError):
 
 
 def _require_validated(root: DataRoot, spec: DatasetSpec, day: dt.date) -> None:
-    import json
-
-    report = root.validation(spec.name, day) / REPORT
-    if not report.is_file():
-        raise PreprocessError(f"{spec.name} day={day} has no validation report at {report}: validate it first")
-    status = json.loads(report.read_text()).get("status")
-    if status != "passed":
-        raise PreprocessError(f"{spec.name} day={day} failed validation ({report}); it stays in quarantine")
+    report = root.validation_report(spec.name, day)
+    where = root.validation(spec.name, day)
+    if report is None:
+        raise PreprocessError(f"{spec.name} day={day} has no validation report in {where}: validate it first")
+    if report.get("status") != "passed":
+        raise PreprocessError(f"{spec.name} day={day} failed validation ({where}); it stays in quarantine")
 
 
 def _input_counts(spec: DatasetSpec, parsed: DataFrame) -> dict:
