@@ -55,6 +55,7 @@ def test_dlrm_interaction_sizes():
     ({"name": "deepfm", "embedding_dim": 8, "table_dims": {"c1": 4}}, "FM part"),
     ({"name": "dcnv2", "cross_layers": 0}, "greater than or equal to 1"),
     ({"name": "wide_deep", "deep_mlp": [16, 0]}, "positive"),
+    ({"name": "deepfm", "deep_mlp": []}, "at least 1 item"),
     ({"name": "transformer"}, "does not match any of the expected tags"),
     ({"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [16], "top_mlp": [8], "colour": "red"}, "Extra inputs"),
 ])

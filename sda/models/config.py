@@ -52,42 +52,39 @@ class DLRMConfig(_ModelConfig):
         return self
 
 
-class WideDeepConfig(_ModelConfig):
-    """Wide & Deep: a linear model over categorical ids and dense values plus a deep MLP."""
+class _DeepConfig(_ModelConfig):
+    """The models with a deep MLP over [dense, embeddings] (Wide & Deep, DCN-v2, DeepFM)."""
 
-    name: Literal["wide_deep"] = "wide_deep"
-    deep_mlp: tuple[int, ...] = (256, 128, 64)
+    deep_mlp: tuple[int, ...] = Field((256, 128, 64), min_length=1)
 
     @model_validator(mode="after")
-    def _shapes(self) -> WideDeepConfig:
+    def _deep_shape(self) -> _DeepConfig:
         _positive(self.deep_mlp, "model.deep_mlp")
         return self
 
 
-class DCNv2Config(_ModelConfig):
+class WideDeepConfig(_DeepConfig):
+    """Wide & Deep: a linear model over categorical ids and dense values plus a deep MLP."""
+
+    name: Literal["wide_deep"] = "wide_deep"
+
+
+class DCNv2Config(_DeepConfig):
     """DCN-v2: a cross network (full rank or low rank) stacked before, or parallel to, a deep MLP."""
 
     name: Literal["dcnv2"] = "dcnv2"
     cross_layers: int = Field(3, ge=1, le=16)
     structure: Literal["stacked", "parallel"] = "parallel"
     low_rank: int | None = Field(None, ge=1)
-    deep_mlp: tuple[int, ...] = (256, 128, 64)
-
-    @model_validator(mode="after")
-    def _shapes(self) -> DCNv2Config:
-        _positive(self.deep_mlp, "model.deep_mlp")
-        return self
 
 
-class DeepFMConfig(_ModelConfig):
+class DeepFMConfig(_DeepConfig):
     """DeepFM: first-order weights plus factorization-machine pairwise terms, and a deep MLP."""
 
     name: Literal["deepfm"] = "deepfm"
-    deep_mlp: tuple[int, ...] = (256, 128, 64)
 
     @model_validator(mode="after")
-    def _shapes(self) -> DeepFMConfig:
-        _positive(self.deep_mlp, "model.deep_mlp")
+    def _fm_dims(self) -> DeepFMConfig:
         self._require_uniform_dims("the FM part")
         return self
 
