@@ -1,9 +1,11 @@
 """recsys_retrain: one run retrains the CTR model on one day partition.
 
 partition_ready -> validate -> gate_dry_run -> preprocess (spark-submit)
+    -> plan (advised recipe) -> create_experiment -> run_trial x N (at most RECSYS_TRIAL_WORKERS at once)
+    -> select_best
 
 The run's partition is its data interval's start day (daily, catchup on, so backfills retrain history),
-or the `day` Param of a UI trigger. This file only wires tasks; the work lives in recdp/ (and sda/).
+or the `day` Param of a UI trigger. This file only wires tasks; the work lives in recdp/ and sda/.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from recdp.rawread import PartitionEmptyError, PartitionMissingError, partition_files
 from recdp.spec import available_specs, load_spec
 from recdp.storage import DataRoot, parse_day
+from sda.models import MODEL_NAMES  # the configs only: torch is imported by the tasks, not at parse time
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PREPROCESS_JOB = PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"
 SPARK_PROPERTIES = PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"
+# Trials of one run that may train at once (Airflow slots); the advisor sizes parallel_bandwidth to it.
+TRIAL_WORKERS = int(os.environ.get("RECSYS_TRIAL_WORKERS", "2"))
 
 
 class PartitionNotReady(Exception):
@@ -63,6 +68,11 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                                       description="processed partitions (ending at the day) to train on"),
         "dry_run": Param(False, type="boolean",
                          description="validate only: write the validation report, change nothing downstream"),
+        "model": Param("dlrm", type="string", enum=list(MODEL_NAMES), description="the model to retrain"),
+        "budget_seconds": Param(1800, type="number", exclusiveMinimum=0, maximum=7 * 24 * 3600,
+                                description="training seconds the whole experiment may spend"),
+        "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=200,
+                            description="a cap on the advised observation budget; empty: the advisor's"),
     },
     render_template_as_native_obj=False,
 )
@@ -116,7 +126,70 @@ def recsys_retrain():
         ],
         retries=1,
     )
-    validated >> gate_dry_run() >> preprocess
+    @task
+    def plan(target: dict[str, str]) -> dict:
+        from sda.retrain import NoTrainingData, RunRequest, plan_run
+
+        context = get_current_context()
+        params = context["params"]
+        request = RunRequest(dataset=target["dataset"], day=target["day"], run_id=context["run_id"],
+                             model=params["model"], window_days=params["training_window_days"],
+                             budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
+                             workers=TRIAL_WORKERS)
+        try:
+            return plan_run(DataRoot.from_env(), request).to_dict()
+        except (NoTrainingData, ValueError) as error:
+            raise AirflowFailException(str(error)) from error
+
+    @task
+    def create_experiment(run_plan: dict) -> list[int]:
+        from sda.retrain import RunPlan, open_experiment
+
+        root = DataRoot.from_env()
+        return open_experiment(root, _backend(root), _tracking(root), RunPlan.from_dict(run_plan))
+
+    @task(max_active_tis_per_dagrun=TRIAL_WORKERS, retries=2, retry_delay=timedelta(minutes=1),
+          map_index_template="slot {{ task.op_kwargs['slot'] }}")
+    def run_trial(run_plan: dict, slot: int) -> dict:
+        from dataclasses import asdict
+
+        from sda.retrain import RunPlan, run_slot
+
+        root = DataRoot.from_env()
+        report = run_slot(_backend(root), _tracking(root), RunPlan.from_dict(run_plan), slot)
+        if report.status == "not run":
+            raise AirflowSkipException(report.reason)
+        shown = {k: round(report.metrics[k], 4) for k in ("auc", "logloss", "training_time") if k in report.metrics}
+        print(f"trial {report.suggestion}: {report.status} {report.assignments} {shown} {report.reason or ''}")
+        return asdict(report)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)  # slots skipped once the budget is spent are normal
+    def select_best(run_plan: dict) -> dict:
+        from sda.retrain import RunPlan
+        from sda.retrain import select_best as choose_best
+
+        root = DataRoot.from_env()
+        best = choose_best(root, _backend(root), RunPlan.from_dict(run_plan))
+        print(f"{best['observations']} observations ({best['failed']} failed), "
+              f"{best['training_seconds']:.0f}s of training; best: {best['best'] or best.get('reason')}")
+        return {k: best[k] for k in ("experiment", "best", "observations", "failed")}
+
+    run_plan = plan(target)
+    validated >> gate_dry_run() >> preprocess >> run_plan
+    slots = create_experiment(run_plan)
+    run_trial.partial(run_plan=run_plan).expand(slot=slots) >> select_best(run_plan)
+
+
+def _backend(root: DataRoot):
+    from sda.hpo.factory import backend_from_env
+
+    return backend_from_env(root.optimizer_storage())
+
+
+def _tracking(root: DataRoot):
+    from sda.tracking import Tracking
+
+    return Tracking.from_env(root.mlflow())
 
 
 recsys_retrain()

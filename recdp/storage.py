@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -71,10 +72,34 @@ class DataRoot:
     def vocab(self, dataset: str) -> Path:
         return self.root / "vocab" / _dataset(dataset)
 
+    def experiments(self) -> Path:
+        return self.root / "experiments"
+
+    def experiment_run(self, run_id: str) -> Path:
+        """experiments/<dag_run_id>/: recipe, trial outputs, best.json (and later decision.json)."""
+        return self.experiments() / run_key(run_id)
+
+    def mlflow(self) -> Path:
+        """The embedded MLflow store (SQLite + artifacts) when no MLFLOW_TRACKING_URI is set."""
+        return self.root / "mlflow"
+
+    def optimizer_storage(self) -> str:
+        """The embedded optimizer store (SQLite), apart from the Airflow metadata database."""
+        (self.root / "optimizer").mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.root / 'optimizer' / 'optimizer.db'}"
+
     def validation_report(self, dataset: str, day: str | dt.date) -> dict | None:
         """The day's validation report (recdp.validate writes it), or None when the day was not validated."""
         path = self.validation(dataset, day) / VALIDATION_REPORT
         return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_key(run_id: str) -> str:
+    """A DAG run id as one safe directory name (run ids hold ':' and '+'; never '/' or '..')."""
+    key = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+    if not key.strip("._") or len(key) > 200:
+        raise StorageError(f"run id {run_id!r} cannot name a directory")
+    return key
 
 
 def write_json_atomic(path: Path, document: Any) -> None:

@@ -1,5 +1,7 @@
 """`make demo`: generate sample partitions, run the retraining DAG for one day on embedded defaults, summarise.
 
+validate -> preprocess (spark-submit) -> advised recipe -> a small multi-metric experiment (4 trials).
+
 Embedded defaults (set by the Makefile): AIRFLOW_HOME=var/airflow (SQLite), RECSYS_DATA=var/data,
 Spark local[*] through the spark_default connection. Nothing to start by hand.
 """
@@ -33,7 +35,7 @@ def ensure_partitions(root: DataRoot, dataset: str, day: dt.date, rows: int) -> 
         print(f"generated {dataset} day={partition_day}: {rows} rows, oracle AUC {summary['oracle_auc']:.4f}")
 
 
-def run_dag(dataset: str, day: dt.date) -> dict[str, str]:
+def run_dag(dataset: str, day: dt.date, conf: dict) -> tuple[str, dict[str, str]]:
     import pendulum
     from airflow.dag_processing.dagbag import DagBag
 
@@ -42,14 +44,18 @@ def run_dag(dataset: str, day: dt.date) -> dict[str, str]:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     dag = bag.dags["recsys_retrain"]
     # A fresh logical date per demo run, so a second `make demo` runs again instead of resuming.
-    run = dag.test(logical_date=pendulum.now("UTC"), run_conf={"dataset": dataset, "day": day.isoformat()})
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    run = dag.test(logical_date=pendulum.now("UTC"), run_conf={"dataset": dataset, "day": day.isoformat(), **conf})
+    states: dict[str, list[str]] = {}
+    for ti in sorted(run.get_task_instances(), key=lambda ti: ti.map_index):
+        states.setdefault(ti.task_id, []).append(str(ti.state))
+    return run.run_id, {task: ", ".join(values) for task, values in states.items()}
 
 
-def summary(root: DataRoot, dataset: str, day: dt.date, states: dict[str, str], seconds: float) -> str:
+def summary(root: DataRoot, dataset: str, day: dt.date, run_id: str, states: dict[str, str], seconds: float) -> str:
     lines = ["", "=" * 72, f"recsys_retrain demo: {dataset} day={day} in {seconds:.0f}s", "-" * 72]
-    order = ["partition_ready", "validate", "gate_dry_run", "preprocess"]
-    lines += [f"  {task:<16} {states.get(task, 'not run')}" for task in order]
+    order = ["partition_ready", "validate", "gate_dry_run", "preprocess", "plan", "create_experiment",
+             "run_trial", "select_best"]
+    lines += [f"  {task:<18} {states.get(task, 'not run')}" for task in order]
     report = root.validation_report(dataset, day)
     if report:
         lines.append(f"validation: {report['status']}, {report['rows_valid']}/{report['rows_total']} rows valid, "
@@ -64,12 +70,39 @@ def summary(root: DataRoot, dataset: str, day: dt.date, states: dict[str, str], 
         lines.append("largest tables: " + ", ".join(f"{c} {s['vocab_size']} ids ({s['coverage']:.1%} coverage)"
                                                      for c, s in largest))
         lines.append(f"outputs: {root.processed(dataset, day)}")
+    lines += optimize_summary(root, run_id)
     synth = root.raw(dataset, day) / "_synth.json"
     if synth.is_file():
-        lines.append(f"oracle AUC of the day (the ceiling for the models of later stages): "
+        lines.append(f"oracle AUC of the day (the ceiling of any model): "
                      f"{json.loads(synth.read_text())['oracle_auc']:.4f}")
     lines.append("=" * 72)
     return "\n".join(lines)
+
+
+def optimize_summary(root: DataRoot, run_id: str) -> list[str]:
+    run_dir = root.experiment_run(run_id)
+    best_path = run_dir / "best.json"
+    if not best_path.is_file():
+        return []
+    best = json.loads(best_path.read_text())
+    lines = [f"optimizer experiment {best['experiment']}: {best['observations']} trials "
+             f"({best['failed']} failed), {best['training_seconds']:.0f}s of training"]
+    for trial in sorted((run_dir / "trials").glob("trial-*/result.json")):
+        result = json.loads(trial.read_text())
+        metrics = result["metrics"]
+        shown = (f"AUC {metrics['auc']:.4f}, {metrics['training_time']:.1f}s" if "auc" in metrics
+                 else result["reason"])
+        lines.append(f"  trial {result['suggestion']:>2} {result['status']:<7} {shown:<24} {result['assignments']}")
+    chosen = best["best"]
+    if chosen:
+        lines.append(f"chosen: trial {chosen['suggestion']} (AUC {chosen['values']['auc']:.4f}, "
+                     f"{chosen['values']['training_time']:.1f}s) of a Pareto set of {len(best['pareto'])}; "
+                     f"model {chosen['model_path']}")
+    else:
+        lines.append(f"no trial chosen: {best['reason']}")
+    lines.append(f"recipe: {run_dir / 'recipe.yaml'}; Pareto plot: {best.get('pareto_plot')}")
+    lines.append(f"MLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///{root.mlflow() / 'mlflow.db'}")
+    return lines
 
 
 def main() -> None:
@@ -77,6 +110,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="criteo")
     parser.add_argument("--day", default="2026-03-02")
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--model", default="dlrm")
+    parser.add_argument("--trials", type=int, default=4, help="the max_trials Param")
+    parser.add_argument("--budget-seconds", type=float, default=120.0)
     args = parser.parse_args()
     started = time.monotonic()
     day = parse_day(args.day)
@@ -86,9 +122,10 @@ def main() -> None:
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
                    stdout=subprocess.DEVNULL)
     ensure_partitions(root, args.dataset, day, args.rows)
-    states = run_dag(args.dataset, day)
-    print(summary(root, args.dataset, day, states, time.monotonic() - started))
-    if any(state != "success" for state in states.values()):
+    run_id, states = run_dag(args.dataset, day, {"model": args.model, "max_trials": args.trials,
+                                                 "budget_seconds": args.budget_seconds})
+    print(summary(root, args.dataset, day, run_id, states, time.monotonic() - started))
+    if any(state not in ("success", "skipped") for task in states.values() for state in task.split(", ")):
         raise SystemExit("the DAG run did not succeed: see the task logs above")
 
 

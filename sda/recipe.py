@@ -6,6 +6,7 @@
     experiment:  SigOpt's experiment JSON: parameters, metrics, conditionals, observation_budget,
                  parallel_bandwidth
     budget:      training seconds the whole experiment may spend (optional)
+    selection:   how one trial is chosen from the Pareto set (optional)
 
 Every error names where it is (e.g. `experiment.parameters[1] (learning_rate): ...`), and unknown keys are
 errors everywhere.
@@ -187,12 +188,20 @@ class BudgetSection(_Strict):
     training_seconds: float = Field(gt=0)
 
 
+class SelectionSection(_Strict):
+    """How one trial is chosen from the Pareto set (best_assignments): the cheapest by the second optimized
+    metric among those within `tolerance` of the best value of the first. 0 takes the best first metric."""
+
+    tolerance: float = Field(0.0, ge=0)
+
+
 class Recipe(_Strict):
     data: DataSection | None = None  # the advisor always writes it; a hand-written recipe may leave it out
     model: ModelConfig
     training: TrainingConfig = TrainingConfig()
     experiment: Experiment | None = None
     budget: BudgetSection | None = None
+    selection: SelectionSection = SelectionSection()
 
     @model_validator(mode="after")
     def _parameters_name_fields(self) -> Recipe:

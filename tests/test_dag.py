@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pendulum
 import pytest
+import yaml
 
 from tests.conftest import DAY, make_day
 
@@ -34,10 +35,17 @@ def airflow_db():
 def test_structure(dag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "preprocess"}
+    assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "preprocess", "plan",
+                                              "create_experiment", "run_trial", "select_best"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
     assert dag.get_task("preprocess").upstream_task_ids == {"gate_dry_run"}
+    assert dag.get_task("plan").upstream_task_ids == {"partition_ready", "preprocess"}
+    assert dag.get_task("create_experiment").upstream_task_ids == {"plan"}
+    assert dag.get_task("run_trial").upstream_task_ids == {"plan", "create_experiment"}
+    assert dag.get_task("select_best").upstream_task_ids == {"plan", "run_trial"}
+    assert dag.get_task("run_trial").max_active_tis_per_dagrun == 2  # RECSYS_TRIAL_WORKERS
+    assert dag.get_task("select_best").trigger_rule == "none_failed"
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.catchup is True
     preprocess = dag.get_task("preprocess")
@@ -53,6 +61,11 @@ def test_structure(dag):
     ("dataset", "no_such_dataset"),
     ("training_window_days", 0),
     ("dry_run", "yes"),
+    ("model", "resnet"),
+    ("budget_seconds", -5),
+    ("budget_seconds", 0),
+    ("max_trials", 0),
+    ("max_trials", 2.5),
 ])
 def test_params_refuse_bad_values(dag, name, value):
     from airflow.sdk.exceptions import ParamValidationError
@@ -83,21 +96,47 @@ def _run(dag, conf: dict):
 def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, criteo, data_root):
     make_day(criteo, data_root, rows=5000)  # the DAG uses the real criteo spec: at least 1000 rows
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
+    downstream = ("preprocess", "plan", "create_experiment", "run_trial", "select_best")
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
-                      "preprocess": "skipped"}
+                      **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()
     assert not data_root.processed("criteo", DAY).exists()
 
 
 @pytest.mark.e2e
 @pytest.mark.spark
-def test_validate_and_preprocess_end_to_end_with_spark_submit(dag, airflow_db, criteo, data_root):
+def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo, data_root):
+    from mlflow import MlflowClient
+
+    from sda.hpo import LocalBackend
+
     make_day(criteo, data_root, rows=5000)
-    run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat()})
+    run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
-                      "preprocess": "success"}, states
+                      "preprocess": "success", "plan": "success", "create_experiment": "success",
+                      "run_trial": "success", "select_best": "success"}, states
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
     assert stats["rows"] == 5000 and stats["vocab_version"] == 1
+
+    trials = sorted(ti.map_index for ti in run.get_task_instances() if ti.task_id == "run_trial")
+    assert trials == [0, 1, 2]
+    run_dir = data_root.experiment_run(run.run_id)
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best["observations"] == 3 and best["failed"] == 0
+    assert best["best"]["values"]["auc"] > 0.55
+    assert Path(best["best"]["model_path"]).is_file() and (run_dir / "pareto.png").is_file()
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert recipe["experiment"]["observation_budget"] == 3 and recipe["model"]["name"] == "dlrm"
+    # The optimizer's state is its own store, and every trial is an MLflow run of this DAG run's experiment.
+    backend = LocalBackend(data_root.optimizer_storage())
+    assert len(backend.observations(best["experiment"])) == 3
+    client = MlflowClient(f"sqlite:///{data_root.mlflow() / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(f"recsys_retrain/criteo/{run.run_id}")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
+    assert all("valid_auc" in r.data.metrics and "learning_rate" in r.data.params for r in runs)
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"result.json", "training_curve.png"} <= artifacts
 
 
 @pytest.mark.e2e

@@ -178,10 +178,11 @@ def test_warm_start_tries_the_previous_best_first(backend):
 
 def test_median_stopping_rule():
     from sda.hpo import Observation
-    from sda.hpo.runner import MedianStopping
+    from sda.hpo.runner import MedianStopping, decode_curve, encode_curve
 
     def done(*points):
-        curve = [{"fraction": f, "auc": a} for f, a in points]
+        curve = encode_curve([{"fraction": f, "auc": a, "step": 3} for f, a in points])
+        assert decode_curve(curve) == [{"fraction": f, "auc": a} for f, a in points]
         return Observation(0, {}, {"auc": points[-1][1]}, False, metadata={"curve": curve})
 
     history = [done((0.25, 0.70), (1.0, 0.80)), done((0.25, 0.72), (1.0, 0.81)), done((0.25, 0.60), (1.0, 0.7))]
@@ -190,7 +191,7 @@ def test_median_stopping_rule():
     assert rule(10, 0.25, 0.65) is False  # below it: hopeless
     assert rule(2, 0.1, 0.5) is True  # no other trial had reached 10%: no evidence to stop
     assert MedianStopping(history[:2])(10, 0.25, 0.1) is True  # too few trials to judge
-    failed = Observation(1, {}, None, True, "diverged", {"curve": [{"fraction": 0.25, "auc": 0.99}]})
+    failed = Observation(1, {}, None, True, "diverged", {"curve": "0.25:0.99"})
     assert MedianStopping([*history, failed]).curves == rule.curves
 
 

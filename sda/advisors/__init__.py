@@ -25,6 +25,7 @@ class AdviceRequest:
     champion_auc: float | None = None
     auc_tolerance: float = 0.002
     max_model_bytes: int | None = None
+    max_observations: int | None = None  # a cap on the observation budget (e.g. the DAG's max_trials Param)
     naive: bool = False
     overrides: tuple[str, ...] = ()
 
@@ -39,6 +40,8 @@ def advise(request: AdviceRequest) -> Recipe:
         raise ValueError(f"no advisor for model {request.model!r}; choose one of {sorted(ADVISORS)}")
     if request.budget_seconds <= 0 or request.workers < 1:
         raise ValueError("the compute budget must be positive and workers at least 1")
+    if request.max_observations is not None and request.max_observations < 1:
+        raise ValueError("max_observations must be at least 1")
     facts = knowledge.DataFacts.from_stats(request.stats, request.window_days)
     model_section, model_space = ADVISORS[request.model](facts)
     batch_size = knowledge.batch_size_for(facts.train_rows)
@@ -46,7 +49,7 @@ def advise(request: AdviceRequest) -> Recipe:
     training = {"epochs": request.epochs, "batch_size": batch_size, "optimizer": "adam",
                 "learning_rate": round(learning_rate, 8), "eval_every": 0.25}
     observations, bandwidth, share = knowledge.budget_and_bandwidth(
-        request.model, facts, request.epochs, request.budget_seconds, request.workers)
+        request.model, facts, request.epochs, request.budget_seconds, request.workers, request.max_observations)
     if request.naive:
         parameters = knowledge.naive_space(tunes_embedding_dim=request.model != "dlrm")
     else:
@@ -67,5 +70,6 @@ def advise(request: AdviceRequest) -> Recipe:
             "parallel_bandwidth": bandwidth,
         },
         "budget": {"training_seconds": request.budget_seconds},
+        "selection": {"tolerance": knowledge.SELECTION_AUC_TOLERANCE},
     }
     return parse_recipe(document, f"advice for {request.model}")

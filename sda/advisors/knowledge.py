@@ -14,6 +14,9 @@ from dataclasses import dataclass
 # to estimate a trial's seconds from the rows it trains on.
 SAMPLES_PER_SECOND = {"dlrm": 30_000, "wide_deep": 70_000, "dcnv2": 28_000, "deepfm": 60_000}
 MIN_OBSERVATIONS, MAX_OBSERVATIONS = 4, 60
+# AUC differences below this are seed noise on 1M validation rows (make bench-hpo repeats), so among such
+# trials the one that trains fastest is chosen.
+SELECTION_AUC_TOLERANCE = 0.001
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,13 @@ def trial_seconds(model: str, train_rows: int, epochs: int) -> float:
     return train_rows * epochs / SAMPLES_PER_SECOND[model]
 
 
-def budget_and_bandwidth(model: str, facts: DataFacts, epochs: int, budget_seconds: float,
-                         workers: int) -> tuple[int, int, float]:
+def budget_and_bandwidth(model: str, facts: DataFacts, epochs: int, budget_seconds: float, workers: int,
+                         max_observations: int | None = None) -> tuple[int, int, float]:
     """Observations the budget pays for, trials to run at once, and each trial's share of seconds."""
     estimate = trial_seconds(model, facts.train_rows, epochs)
     observations = int(min(MAX_OBSERVATIONS, max(MIN_OBSERVATIONS, budget_seconds // max(estimate, 1e-9))))
+    if max_observations is not None:
+        observations = min(observations, max_observations)
     # SigOpt's advice: a bandwidth of at most a quarter of the budget keeps the search adaptive.
     bandwidth = max(1, min(workers, observations // 4))
     return observations, bandwidth, budget_seconds / observations

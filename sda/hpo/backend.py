@@ -25,6 +25,7 @@ class BandwidthExceeded(OptimizerError):
 class Suggestion:
     id: int
     assignments: dict[str, Any]
+    metadata: dict[str, Any] | None = None  # SigOpt's suggestion metadata, e.g. which worker holds it
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,12 @@ class OptimizerBackend(Protocol):
         """Create the experiment, or return the existing one of that name (same definition only); a new
         experiment first tries the warm_start assignments."""
 
-    def suggest(self, experiment_id: str) -> Suggestion: ...
+    def suggest(self, experiment_id: str, metadata: dict[str, Any] | None = None) -> Suggestion:
+        """Raises BudgetExhausted when observation_budget is spent, BandwidthExceeded when
+        parallel_bandwidth suggestions are open."""
+
+    def open_suggestions(self, experiment_id: str) -> list[Suggestion]:
+        """Suggestions given out and neither observed nor abandoned."""
 
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
                 failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None: ...

@@ -4,6 +4,15 @@ One Optuna study per experiment, in its own storage (SQLite file by default, a P
 workers), never the Airflow metadata database. Optimized metrics are the study's objectives; every metric
 with a threshold becomes a constraint (feasible when <= 0) that the TPE sampler respects; store metrics
 are kept as attributes. The experiment definition is stored with the study, so any process can resume it.
+
+How SigOpt's states map onto Optuna's:
+- an open suggestion is a RUNNING trial;
+- an observation is a COMPLETE trial;
+- a failed observation is a PRUNED trial with a violated `observation_failed` constraint. Optuna's TPE
+  ignores FAIL trials but ranks infeasible ones among the bad, so a failure teaches it to avoid the region;
+- an abandoned suggestion is a FAIL trial marked `released: abandoned`, whose assignments are enqueued again;
+- a withdrawn suggestion (one that lost a race for the budget or the bandwidth) is a FAIL trial marked
+  `released: withdrawn`; neither counts.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 EXPERIMENT_ATTR = "sigopt_experiment"
-ABANDONED_ATTR = "abandoned_suggestions"
+RELEASED_ATTR = "released"
+FAILED_CONSTRAINT = "observation_failed"
 
 
 def _constraint(metric: Metric, value: float) -> float:
@@ -38,9 +48,20 @@ def _constraints_of(trial: FrozenTrial) -> list[float]:
     return trial.user_attrs.get("constraints", [])
 
 
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Workers in other processes hold the lock for a moment on every write: wait for it, don't fail.
+        engine_kwargs["connect_args"] = {"timeout": 120}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
 class LocalBackend:
     def __init__(self, storage: str, seed: int | None = None) -> None:
-        self.storage = storage
+        self.storage_url = storage
+        self.storage = _storage(storage)
         self.seed = seed
 
     # -- experiments --------------------------------------------------------------------------------------
@@ -69,7 +90,7 @@ class LocalBackend:
         try:
             study = optuna.load_study(study_name=experiment_id, storage=self.storage)
         except KeyError as missing:
-            raise OptimizerError(f"no experiment {experiment_id!r} in {self.storage}") from missing
+            raise OptimizerError(f"no experiment {experiment_id!r} in the optimizer store") from missing
         experiment = Experiment.model_validate(study.user_attrs[EXPERIMENT_ATTR])
         budget = experiment.observation_budget or 30
         # Constraints reach the sampler through Trial.set_constraint (see observe()).
@@ -80,23 +101,54 @@ class LocalBackend:
         return study, experiment
 
     # -- suggestions --------------------------------------------------------------------------------------
-    def suggest(self, experiment_id: str) -> Suggestion:
+    def suggest(self, experiment_id: str, metadata: dict[str, Any] | None = None) -> Suggestion:
         study, experiment = self._open(experiment_id)
-        progress = self._progress(study, experiment)
-        if progress.remaining == 0:
-            raise BudgetExhausted(f"experiment {experiment_id!r}: observation_budget "
-                                  f"{experiment.observation_budget} is spent")
-        if progress.open_suggestions >= experiment.parallel_bandwidth:
-            raise BandwidthExceeded(f"experiment {experiment_id!r}: {progress.open_suggestions} suggestions open, "
-                                    f"parallel_bandwidth is {experiment.parallel_bandwidth}")
+        self._check_room(study, experiment)
         trial = study.ask()
+        if metadata:
+            trial.set_user_attr("suggestion_metadata", metadata)
+        try:
+            # Another worker may have asked at the same moment: the lower trial number wins the last place.
+            self._check_room(study, experiment, trial.number)
+        except (BudgetExhausted, BandwidthExceeded):
+            # A suggestion taken from the queue (warm start, abandoned) goes back to it.
+            self._release(study, trial, "withdrawn", requeue=trial.system_attrs.get("fixed_params"))
+            raise
         assignments: dict[str, Any] = {c.name: trial.suggest_categorical(c.name, c.values)
                                        for c in experiment.conditionals}
         for parameter in experiment.parameters:
             conditions = parameter.conditions or {}
             if all(assignments.get(name) in values for name, values in conditions.items()):
                 assignments[parameter.name] = _sample(trial, parameter)
-        return Suggestion(trial.number, assignments)
+        return Suggestion(trial.number, assignments, metadata)
+
+    def _check_room(self, study: optuna.Study, experiment: Experiment, mine: int | None = None) -> None:
+        """Without `mine`: is there room for one more suggestion? With it: is `mine` within the room, counting
+        only the suggestions numbered before it?"""
+        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        trials = [t for t in study.get_trials(deepcopy=False, states=counted) if mine is None or t.number <= mine]
+        extra = 1 if mine is None else 0
+        used = len(trials)
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        if experiment.observation_budget is not None and used + extra > experiment.observation_budget:
+            raise BudgetExhausted(f"experiment {study.study_name!r}: observation_budget "
+                                  f"{experiment.observation_budget} is spent")
+        if running + extra > experiment.parallel_bandwidth:
+            raise BandwidthExceeded(f"experiment {study.study_name!r}: {running - 1 + extra} suggestions open, "
+                                    f"parallel_bandwidth is {experiment.parallel_bandwidth}")
+
+    @staticmethod
+    def _release(study: optuna.Study, trial: FrozenTrial | Trial, why: str, requeue: dict[str, Any] | None) -> None:
+        """End a suggestion without an observation; `requeue` assignments are suggested again next."""
+        Trial(study, trial._trial_id).set_user_attr(RELEASED_ATTR, why)
+        study.tell(trial.number, state=TrialState.FAIL)
+        if requeue:
+            study.enqueue_trial(requeue)
+
+    def open_suggestions(self, experiment_id: str) -> list[Suggestion]:
+        study, _ = self._open(experiment_id)
+        return [Suggestion(t.number, dict(t.params), t.user_attrs.get("suggestion_metadata"))
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
                 failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None:
@@ -107,7 +159,8 @@ class LocalBackend:
             live.set_user_attr("metadata", metadata)
         if failed or values is None:
             live.set_user_attr("failed_reason", reason or "failed")
-            study.tell(trial.number, state=TrialState.FAIL)
+            live.set_constraint(FAILED_CONSTRAINT, 1.0)
+            study.tell(trial.number, state=TrialState.PRUNED)
             return
         missing = sorted(m.name for m in experiment.metrics if m.name not in values)
         if missing:
@@ -117,6 +170,7 @@ class LocalBackend:
         live.set_user_attr("metrics", {m.name: float(values[m.name]) for m in experiment.metrics})
         constraints = {m.name: _constraint(m, float(values[m.name])) for m in experiment.metrics
                        if m.threshold is not None}
+        live.set_constraint(FAILED_CONSTRAINT, 0.0)
         for name, value in constraints.items():
             live.set_constraint(name, value)
         live.set_user_attr("constraints", list(constraints.values()))
@@ -125,11 +179,8 @@ class LocalBackend:
     def abandon(self, experiment_id: str, suggestion_id: int) -> None:
         study, _ = self._open(experiment_id)
         trial = self._running(study, suggestion_id)
-        abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
-        study.set_user_attr(ABANDONED_ATTR, sorted(abandoned | {trial.number}))
-        study.tell(trial.number, state=TrialState.FAIL)
         # The same assignments are suggested again next, so the abandoned work is not lost.
-        study.enqueue_trial(trial.params)
+        self._release(study, trial, "abandoned", requeue=trial.params)
 
     @staticmethod
     def _running(study: optuna.Study, suggestion_id: int) -> FrozenTrial:
@@ -160,13 +211,11 @@ class LocalBackend:
 
     def observations(self, experiment_id: str) -> list[Observation]:
         study, _ = self._open(experiment_id)
-        abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
-        return [self._observation(t) for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
-                if t.number not in abandoned]
+        return [self._observation(t) for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))]
 
     @staticmethod
     def _observation(trial: FrozenTrial) -> Observation:
-        failed = trial.state == TrialState.FAIL
+        failed = trial.state != TrialState.COMPLETE
         return Observation(trial.number, dict(trial.params), None if failed else trial.user_attrs.get("metrics"),
                            failed, trial.user_attrs.get("failed_reason"), trial.user_attrs.get("metadata"))
 
@@ -176,9 +225,9 @@ class LocalBackend:
 
     @staticmethod
     def _progress(study: optuna.Study, experiment: Experiment) -> Progress:
-        abandoned = set(study.user_attrs.get(ABANDONED_ATTR, []))
         trials = study.get_trials(deepcopy=False)
-        failed = sum(1 for t in trials if t.state == TrialState.FAIL and t.number not in abandoned)
+        abandoned = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get(RELEASED_ATTR) == "abandoned"]
+        failed = sum(1 for t in trials if t.state == TrialState.PRUNED)
         complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)
         return Progress(complete + failed, failed, running, len(abandoned), experiment.observation_budget)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sda.hpo.backend import BudgetExhausted, Observation, OptimizerBackend, Suggestion
-from sda.models import ModelConfig, parse_model_config
+from sda.hpo.backend import BandwidthExceeded, BudgetExhausted, Observation, OptimizerBackend, Suggestion
+from sda.models import ModelConfig, parse_model_config, save_model
 from sda.recipe import Recipe
 from sda.train import TrainingConfig, TrainResult, train
 
@@ -26,6 +27,22 @@ class TrialOutcome:
     suggestion: Suggestion
     result: TrainResult
     observed: dict[str, float] | None
+    model_path: Path | None = None
+
+
+def encode_curve(curve: Sequence[dict[str, float]]) -> str:
+    """The training curve as `fraction:auc` pairs: SigOpt's observation metadata holds flat strings and
+    numbers only, so the curve travels as one short string."""
+    return ",".join(f"{p['fraction']:.4g}:{p['auc']:.5f}" for p in curve if "auc" in p)
+
+
+def decode_curve(encoded: str | None) -> list[dict[str, float]]:
+    points = []
+    for pair in (encoded or "").split(","):
+        fraction, sep, auc = pair.partition(":")
+        if sep:
+            points.append({"fraction": float(fraction), "auc": float(auc)})
+    return points
 
 
 def check_metrics(recipe: Recipe) -> None:
@@ -56,7 +73,7 @@ class MedianStopping:
     point of their training (the median stopping rule of Google Vizier, as Optuna's MedianPruner applies it)."""
 
     def __init__(self, observations: Sequence[Observation], min_trials: int = 3) -> None:
-        self.curves = [o.metadata["curve"] for o in observations
+        self.curves = [decode_curve(o.metadata["curve"]) for o in observations
                        if not o.failed and o.metadata and o.metadata.get("curve")]
         self.min_trials = min_trials
 
@@ -72,32 +89,67 @@ class MedianStopping:
 
 
 def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
-              suggestion: Suggestion, prune: bool = True) -> TrialOutcome:
+              suggestion: Suggestion, prune: bool = True, model_dir: Path | None = None) -> TrialOutcome:
+    """Train the suggestion and observe it. A trial that fails on its parameters (invalid, diverged, stopped
+    as hopeless) is observed as failed; any other exception is the worker's, and abandons the suggestion.
+    With model_dir, an ok trial's model is saved there before the observation names it."""
     try:
         model, training = configs_for(recipe, suggestion.assignments)
     except ValueError as invalid:  # e.g. an assignment the model's shape rules refuse
         backend.observe(experiment_id, suggestion.id, failed=True, reason=f"invalid assignments: {invalid}")
-        raise
+        return TrialOutcome(suggestion, TrainResult("failed", f"invalid assignments: {invalid}", {}), None)
     callback = MedianStopping(backend.observations(experiment_id)) if prune else None
     try:
         result = train(model, training, day_dirs, callback=callback)
+        model_path = None
+        if model_dir is not None and result.status == "ok" and result.model is not None:
+            model_path = Path(model_dir) / "model.pt"
+            save_model(model_path, result.model, model, result.shape)
     except BaseException:
         # A crash of the worker, not of the parameters: give the suggestion back, so it is run again.
         backend.abandon(experiment_id, suggestion.id)
         raise
-    metadata = {"curve": result.curve, "training_seconds": result.metrics["training_time"]}
+    metadata: dict[str, Any] = {"curve": encode_curve(result.curve),
+                                "training_seconds": round(result.metrics["training_time"], 3)}
+    if model_path is not None:
+        metadata["model_path"] = str(model_path)
     if result.status != "ok":
         backend.observe(experiment_id, suggestion.id, failed=True, reason=result.reason, metadata=metadata)
         return TrialOutcome(suggestion, result, None)
     values = {m.name: float(result.metrics[m.name]) for m in recipe.experiment.metrics}
     backend.observe(experiment_id, suggestion.id, values, metadata=metadata)
-    return TrialOutcome(suggestion, result, values)
+    return TrialOutcome(suggestion, result, values, model_path)
+
+
+def next_suggestion(backend: OptimizerBackend, experiment_id: str, recipe: Recipe,
+                    metadata: dict[str, Any] | None = None, wait_seconds: float = 600.0,
+                    poll_seconds: float = 2.0) -> Suggestion | None:
+    """The next suggestion, waiting while parallel_bandwidth suggestions are open; None once the experiment
+    is over (observation budget or training-seconds budget spent)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        spent = spent_training_seconds(backend.observations(experiment_id))
+        if recipe.budget and spent >= recipe.budget.training_seconds:
+            log.info("training budget spent: %.0fs of %.0fs", spent, recipe.budget.training_seconds)
+            return None
+        try:
+            return backend.suggest(experiment_id, metadata=metadata)
+        except BudgetExhausted:
+            return None
+        except BandwidthExceeded:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_seconds)
 
 
 def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend,
-             warm_start_from: str | None = None) -> list[TrialOutcome]:
-    """Run the whole experiment in this process, one trial after another, until the budget is spent.
-    With warm_start_from, the best assignments of that (earlier) experiment are tried first."""
+             warm_start_from: str | None = None, worker: str | None = None,
+             model_root: Path | None = None,
+             on_outcome: Callable[[TrialOutcome], None] | None = None) -> list[TrialOutcome]:
+    """Run trials in this process, one after another, until the experiment's budget is spent. Several
+    processes may run this on one experiment at once (a shared storage): each is a worker, waiting while
+    parallel_bandwidth suggestions are open. With warm_start_from, the best assignments of that (earlier)
+    experiment are tried first."""
     if recipe.experiment is None:
         raise ValueError("the recipe has no experiment section")
     check_metrics(recipe)
@@ -106,20 +158,14 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
     outcomes: list[TrialOutcome] = []
     started = time.monotonic()
     while True:
-        spent = spent_training_seconds(backend.observations(experiment_id))
-        if recipe.budget and spent >= recipe.budget.training_seconds:
-            log.info("training budget spent: %.0fs of %.0fs", spent, recipe.budget.training_seconds)
+        suggestion = next_suggestion(backend, experiment_id, recipe, {"worker": worker} if worker else None)
+        if suggestion is None:
             break
-        try:
-            suggestion = backend.suggest(experiment_id)
-        except BudgetExhausted:
-            break
-        try:
-            outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion)
-        except ValueError as invalid:
-            log.warning("trial %d failed: %s", suggestion.id, invalid)
-            continue
+        model_dir = Path(model_root) / f"trial-{suggestion.id}" if model_root else None
+        outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir)
         outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
         progress = backend.progress(experiment_id)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in (outcome.observed or {}).items()) or outcome.result.reason
         log.info("trial %d (%d/%s) %s: %s | %s (%.0fs elapsed)", suggestion.id, progress.observation_count,

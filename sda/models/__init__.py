@@ -1,89 +1,23 @@
-"""Built-in CTR models (DLRM, Wide & Deep, DCN-v2, DeepFM): build from a config, save, load."""
+"""Built-in CTR models (DLRM, Wide & Deep, DCN-v2, DeepFM): build from a config, save, load.
+
+The configs (pydantic) import without torch, so that a DAG file can offer the model names as a Param
+without importing torch at parse time; the torch side (sda.models.io) loads on first use.
+"""
 
 from __future__ import annotations
 
-import os
-import uuid
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import importlib
+from typing import Any
 
-import torch
-from pydantic import TypeAdapter
-from torch import nn
+from sda.models.config import MODEL_NAMES, ModelConfig
 
-from sda.models.config import MODEL_NAMES, DCNv2Config, DeepFMConfig, DLRMConfig, ModelConfig, WideDeepConfig
-from sda.models.nets import DLRM, DCNv2, DeepFM, WideDeep
+_IN_IO = {"DataShape", "build_model", "load_model", "model_size", "parse_model_config", "save_model"}
 
 __all__ = ["MODEL_NAMES", "DataShape", "ModelConfig", "build_model", "load_model", "model_size",
            "parse_model_config", "save_model"]
 
-_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)
 
-
-@dataclass(frozen=True)
-class DataShape:
-    """What a model needs to know of the data: column names and table sizes (from stats.json / shards)."""
-
-    dense_columns: tuple[str, ...]
-    categorical_columns: tuple[str, ...]
-    table_sizes: tuple[int, ...]
-    vocab_version: int = 0
-
-    @classmethod
-    def from_header(cls, header) -> DataShape:
-        return cls(tuple(header.dense_columns), tuple(header.categorical_columns),
-                   tuple(int(header.table_sizes[c]) for c in header.categorical_columns), header.vocab_version)
-
-
-def parse_model_config(document: dict) -> ModelConfig:
-    """A model config from the recipe's model section; raises ValueError naming what is wrong."""
-    return _ADAPTER.validate_python(document)
-
-
-def build_model(config: ModelConfig, shape: DataShape, sparse: bool = False) -> nn.Module:
-    config.check_columns(list(shape.categorical_columns))
-    n_dense, sizes = len(shape.dense_columns), list(shape.table_sizes)
-    dims = [config.dim_of(c) for c in shape.categorical_columns]
-    if isinstance(config, DLRMConfig):
-        return DLRM(config, n_dense, sizes, sparse)
-    if isinstance(config, WideDeepConfig):
-        return WideDeep(config, n_dense, sizes, dims, sparse)
-    if isinstance(config, DCNv2Config):
-        return DCNv2(config, n_dense, sizes, dims, sparse)
-    if isinstance(config, DeepFMConfig):
-        return DeepFM(config, n_dense, sizes, sparse)
-    raise ValueError(f"unknown model {config!r}")
-
-
-def model_size(model: nn.Module) -> dict[str, int]:
-    parameters = sum(p.numel() for p in model.parameters())
-    return {"parameters": parameters, "bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
-
-
-def save_model(path: Path, model: nn.Module, config: ModelConfig, shape: DataShape) -> None:
-    """state_dict + config + data shape, written atomically; loadable with torch.load(weights_only=True)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "format": 1,
-        "config": config.model_dump(mode="json"),
-        "shape": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(shape).items()},
-        "state_dict": model.state_dict(),
-    }
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        torch.save(document, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_model(path: Path) -> tuple[nn.Module, ModelConfig, DataShape]:
-    document = torch.load(path, map_location="cpu", weights_only=True)
-    config = parse_model_config(document["config"])
-    raw = document["shape"]
-    shape = DataShape(tuple(raw["dense_columns"]), tuple(raw["categorical_columns"]), tuple(raw["table_sizes"]),
-                      raw["vocab_version"])
-    model = build_model(config, shape)
-    model.load_state_dict(document["state_dict"])
-    model.eval()
-    return model, config, shape
+def __getattr__(name: str) -> Any:
+    if name in _IN_IO:
+        return getattr(importlib.import_module("sda.models.io"), name)
+    raise AttributeError(f"module 'sda.models' has no attribute {name!r}")

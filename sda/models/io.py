@@ -1,0 +1,86 @@
+"""Build a model from its config and the data shape; save and load it (torch.load with weights_only)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from pydantic import TypeAdapter
+from torch import nn
+
+from sda.models.config import DCNv2Config, DeepFMConfig, DLRMConfig, ModelConfig, WideDeepConfig
+from sda.models.nets import DLRM, DCNv2, DeepFM, WideDeep
+
+_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a model needs to know of the data: column names and table sizes (from stats.json / shards)."""
+
+    dense_columns: tuple[str, ...]
+    categorical_columns: tuple[str, ...]
+    table_sizes: tuple[int, ...]
+    vocab_version: int = 0
+
+    @classmethod
+    def from_header(cls, header) -> DataShape:
+        return cls(tuple(header.dense_columns), tuple(header.categorical_columns),
+                   tuple(int(header.table_sizes[c]) for c in header.categorical_columns), header.vocab_version)
+
+
+def parse_model_config(document: dict) -> ModelConfig:
+    """A model config from the recipe's model section; raises ValueError naming what is wrong."""
+    return _ADAPTER.validate_python(document)
+
+
+def build_model(config: ModelConfig, shape: DataShape, sparse: bool = False) -> nn.Module:
+    config.check_columns(list(shape.categorical_columns))
+    n_dense, sizes = len(shape.dense_columns), list(shape.table_sizes)
+    dims = [config.dim_of(c) for c in shape.categorical_columns]
+    if isinstance(config, DLRMConfig):
+        return DLRM(config, n_dense, sizes, sparse)
+    if isinstance(config, WideDeepConfig):
+        return WideDeep(config, n_dense, sizes, dims, sparse)
+    if isinstance(config, DCNv2Config):
+        return DCNv2(config, n_dense, sizes, dims, sparse)
+    if isinstance(config, DeepFMConfig):
+        return DeepFM(config, n_dense, sizes, sparse)
+    raise ValueError(f"unknown model {config!r}")
+
+
+def model_size(model: nn.Module) -> dict[str, int]:
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"parameters": parameters, "bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
+
+
+def save_model(path: Path, model: nn.Module, config: ModelConfig, shape: DataShape) -> None:
+    """state_dict + config + data shape, written atomically; loadable with torch.load(weights_only=True)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "format": 1,
+        "config": config.model_dump(mode="json"),
+        "shape": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(shape).items()},
+        "state_dict": model.state_dict(),
+    }
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        torch.save(document, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_model(path: Path) -> tuple[nn.Module, ModelConfig, DataShape]:
+    document = torch.load(path, map_location="cpu", weights_only=True)
+    config = parse_model_config(document["config"])
+    raw = document["shape"]
+    shape = DataShape(tuple(raw["dense_columns"]), tuple(raw["categorical_columns"]), tuple(raw["table_sizes"]),
+                      raw["vocab_version"])
+    model = build_model(config, shape)
+    model.load_state_dict(document["state_dict"])
+    model.eval()
+    return model, config, shape

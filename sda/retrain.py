@@ -1,0 +1,297 @@
+"""The optimize half of one retraining run, as plain functions that the DAG's tasks call (no Airflow here).
+
+    plan_run         training window + stats.json -> advised recipe, written to experiments/<run>/recipe.yaml
+    open_experiment  create (or reopen) the optimizer experiment, warm-started from the previous day's best
+    run_slot         one trial: suggest -> train -> observe, tracked as an MLflow run; many run at once
+    select_best      the Pareto set -> the chosen trial -> best.json (+ a Pareto plot)
+
+A run's files live in experiments/<run key>/ (recipe.yaml, trials/trial-N/{model.pt,result.json},
+best.json, pareto.png). The optimizer experiment is named from the dataset, the day, the model and a hash of
+the recipe, so a rerun of the same day with the same recipe reopens it and finds its work done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recdp.storage import DataRoot, parse_day, write_json_atomic
+from sda.advisors import AdviceRequest, advise
+from sda.hpo.backend import Observation, OptimizerBackend
+from sda.hpo.runner import check_metrics, next_suggestion, run_trial, spent_training_seconds
+from sda.hpo.selection import choose
+from sda.recipe import Recipe, dump_recipe, load_recipe, parse_recipe
+from sda.tracking import Tracking
+
+log = logging.getLogger(__name__)
+
+HISTORY = "_history"  # experiments/_history/<dataset>/<model>/<day>.json: each day's experiment, for warm starts
+
+
+class NoTrainingData(RuntimeError):
+    """The run's day has no processed partition to train on."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a DAG run asks for (its Params and its partition)."""
+
+    dataset: str
+    day: str
+    run_id: str
+    model: str = "dlrm"
+    window_days: int = 3
+    budget_seconds: float = 1800.0
+    max_trials: int | None = None
+    workers: int = 2
+    champion_auc: float | None = None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the tasks after plan_run share (through XCom)."""
+
+    dataset: str
+    day: str
+    model: str
+    run_id: str
+    run_dir: str
+    recipe_path: str
+    experiment: str
+    day_dirs: list[str]
+    observation_budget: int
+    parallel_bandwidth: int
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> RunPlan:
+        return cls(**document)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def mlflow_experiment(self) -> str:
+        return f"recsys_retrain/{self.dataset}/{self.run_id}"
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    slot: int
+    status: str  # ok | failed | stopped | not run
+    suggestion: int | None = None
+    assignments: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    mlflow_run: str | None = None
+    model_path: str | None = None
+
+
+def training_days(root: DataRoot, dataset: str, day: str, window_days: int) -> list[Path]:
+    """The processed partitions of the window ending at `day`, oldest first (days not processed, e.g.
+    quarantined ones, are left out); the day itself must be there."""
+    end = parse_day(day)
+    days = [end - dt.timedelta(days=offset) for offset in range(window_days - 1, -1, -1)]
+    found = [root.processed(dataset, d) for d in days if (root.processed(dataset, d) / "_SUCCESS").is_file()]
+    if not found or found[-1] != root.processed(dataset, end):
+        raise NoTrainingData(f"{dataset} day={end} has no processed partition (run preprocess first)")
+    return found
+
+
+def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path]) -> Recipe:
+    document = recipe.model_dump(mode="json", exclude_none=True)
+    document["experiment"]["name"] = "unnamed"
+    fingerprint = hashlib.sha256((dump_recipe(parse_recipe(document)) + "\n".join(d.name for d in day_dirs))
+                                 .encode()).hexdigest()[:12]
+    document["experiment"]["name"] = f"{request.dataset}-{request.day}-{request.model}-{fingerprint}"
+    return parse_recipe(document, "advised recipe")
+
+
+def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
+    day_dirs = training_days(root, request.dataset, request.day, request.window_days)
+    advice = AdviceRequest.from_stats_file(
+        day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
+        budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
+        champion_auc=request.champion_auc, max_observations=request.max_trials)
+    recipe = _named(advise(advice), request, day_dirs)
+    run_dir = root.experiment_run(request.run_id)
+    recipe_path = run_dir / "recipe.yaml"
+    _write_text_atomic(recipe_path, dump_recipe(recipe))
+    experiment = recipe.experiment
+    log.info("recipe for %s day=%s on %d day(s): model %s, %d observations, bandwidth %d, %.0f training s -> %s",
+             request.dataset, request.day, len(day_dirs), request.model, experiment.observation_budget,
+             experiment.parallel_bandwidth, request.budget_seconds, recipe_path)
+    return RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
+                   experiment.name, [str(d) for d in day_dirs], experiment.observation_budget,
+                   experiment.parallel_bandwidth)
+
+
+def previous_experiment(root: DataRoot, dataset: str, model: str, day: str) -> str | None:
+    """The experiment of the newest earlier day that selected a best trial (for a warm start)."""
+    folder = root.experiments() / HISTORY / dataset / model
+    earlier = sorted(p for p in folder.glob("*.json") if p.stem < parse_day(day).isoformat()) if folder.is_dir() else []
+    return json.loads(earlier[-1].read_text())["experiment"] if earlier else None
+
+
+def open_experiment(root: DataRoot, backend: OptimizerBackend, tracking: Tracking, plan: RunPlan) -> list[int]:
+    """Create the experiment (idempotent), warm-started from the previous day's; returns the trial slots."""
+    recipe = load_recipe(Path(plan.recipe_path))
+    check_metrics(recipe)
+    previous = previous_experiment(root, plan.dataset, plan.model, plan.day)
+    seeds = []
+    if previous and previous != plan.experiment:
+        try:
+            seeds = [o.assignments for o in backend.best_assignments(previous)]
+        except Exception as error:  # an old experiment is a hint, not a dependency
+            log.warning("no warm start from %s: %s", previous, error)
+    backend.create(recipe.experiment, warm_start=seeds)
+    tracking.experiment(plan.mlflow_experiment, tags={"recsys.optimizer_experiment": plan.experiment,
+                                                      "recsys.dataset": plan.dataset, "recsys.day": plan.day})
+    progress = backend.progress(plan.experiment)
+    log.info("experiment %s: %d of %s observations made, warm start from %s with %d assignment(s)",
+             plan.experiment, progress.observation_count, progress.observation_budget, previous or "nothing",
+             len(seeds))
+    return list(range(plan.observation_budget))
+
+
+def run_slot(backend: OptimizerBackend, tracking: Tracking, plan: RunPlan, slot: int,
+             wait_seconds: float = 600.0) -> SlotReport:
+    """One trial of the experiment, for slot `slot` of this run. A retry of a slot whose earlier attempt was
+    killed first abandons that attempt's suggestion (it is suggested again) and marks its MLflow run KILLED."""
+    recipe = load_recipe(Path(plan.recipe_path))
+    slot_key = f"{plan.run_id}#{slot}"
+    for stale in backend.open_suggestions(plan.experiment):
+        if (stale.metadata or {}).get("slot") == slot_key:
+            log.warning("slot %d: abandoning suggestion %d of an earlier attempt", slot, stale.id)
+            backend.abandon(plan.experiment, stale.id)
+    mlflow_experiment = tracking.experiment(plan.mlflow_experiment)
+    tracking.kill_stale_runs(mlflow_experiment, slot_key)
+    suggestion = next_suggestion(backend, plan.experiment, recipe, {"slot": slot_key}, wait_seconds=wait_seconds)
+    if suggestion is None:
+        progress = backend.progress(plan.experiment)
+        reason = (f"experiment over: {progress.observation_count}/{progress.observation_budget} observations, "
+                  f"{spent_training_seconds(backend.observations(plan.experiment)):.0f}s of training spent")
+        return SlotReport(slot, "not run", reason=reason)
+    run = tracking.start_trial(mlflow_experiment, slot_key, suggestion.id, suggestion.assignments,
+                               {"recsys.optimizer_experiment": plan.experiment, "recsys.day": plan.day})
+    trial_dir = Path(plan.run_dir) / "trials" / f"trial-{suggestion.id}"
+    try:
+        outcome = run_trial(backend, plan.experiment, recipe, [Path(d) for d in plan.day_dirs], suggestion,
+                            model_dir=trial_dir)
+    except BaseException:
+        tracking.client.set_terminated(run, "KILLED")
+        raise
+    result = outcome.result
+    report = SlotReport(slot, result.status, suggestion.id, suggestion.assignments,
+                        {k: float(v) for k, v in result.metrics.items()}, result.reason, run,
+                        str(outcome.model_path) if outcome.model_path else None)
+    write_json_atomic(trial_dir / "result.json", {**asdict(report), "curve": result.curve,
+                                                  "experiment": plan.experiment})
+    tracking.finish_trial(run, result.status, result.reason, result.metrics, result.curve,
+                          {"result.json": {**asdict(report), "curve": result.curve}})
+    return report
+
+
+def select_best(root: DataRoot, backend: OptimizerBackend, plan: RunPlan) -> dict[str, Any]:
+    """best.json: the chosen trial (or none, with the reason), the Pareto set and the experiment's totals."""
+    recipe = load_recipe(Path(plan.recipe_path))
+    experiment = recipe.experiment
+    front = backend.best_assignments(plan.experiment)
+    observations = backend.observations(plan.experiment)
+    chosen = choose(front, experiment, recipe.selection.tolerance)
+    progress = backend.progress(plan.experiment)
+    document: dict[str, Any] = {
+        "dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
+        "experiment": plan.experiment, "recipe": plan.recipe_path, "day_dirs": plan.day_dirs,
+        "observations": progress.observation_count, "failed": progress.failed_count,
+        "abandoned": progress.abandoned_count,
+        "training_seconds": round(spent_training_seconds(observations), 3),
+        "selection_tolerance": recipe.selection.tolerance,
+        "pareto": [_observation_dict(o) for o in front],
+        "best": _observation_dict(chosen) if chosen else None,
+    }
+    if chosen is None:
+        thresholds = {m.name: m.threshold for m in experiment.metrics if m.threshold is not None}
+        document["reason"] = (f"no observation met every threshold {thresholds}" if observations
+                              else "no trial was observed")
+        log.warning("experiment %s: %s", plan.experiment, document["reason"])
+    run_dir = Path(plan.run_dir)
+    if observations:
+        plot_pareto(experiment, observations, front, chosen, run_dir / "pareto.png")
+        document["pareto_plot"] = str(run_dir / "pareto.png")
+    write_json_atomic(run_dir / "best.json", document)
+    if chosen is not None:
+        write_json_atomic(root.experiments() / HISTORY / plan.dataset / plan.model / f"{plan.day}.json",
+                          {"experiment": plan.experiment, "run_id": plan.run_id})
+    return document
+
+
+def _observation_dict(observation: Observation) -> dict[str, Any]:
+    metadata = observation.metadata or {}
+    return {"suggestion": observation.suggestion, "assignments": observation.assignments,
+            "values": observation.values, "model_path": metadata.get("model_path"),
+            "training_seconds": metadata.get("training_seconds")}
+
+
+def plot_pareto(experiment, observations: list[Observation], front: list[Observation],
+                chosen: Observation | None, path: Path) -> None:
+    """The first optimized metric against the second (or training seconds): every trial, the feasible
+    Pareto front, the thresholds, the chosen trial; failed trials as crosses along the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
+    y_metric = optimized[0]
+    x_metric = optimized[1] if len(optimized) > 1 else None
+
+    def x_of(o: Observation) -> float:
+        if x_metric is not None and o.values:
+            return o.values[x_metric.name]
+        return float((o.metadata or {}).get("training_seconds", 0.0))
+
+    done = [o for o in observations if not o.failed]
+    failed = [o for o in observations if o.failed]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.scatter([x_of(o) for o in done], [o.values[y_metric.name] for o in done], color="tab:gray",
+                 label=f"trials ({len(done)})")
+    if front:
+        ordered = sorted(front, key=x_of)
+        axis.plot([x_of(o) for o in ordered], [o.values[y_metric.name] for o in ordered], "o-",
+                  color="tab:blue", label="feasible Pareto front")
+    if chosen is not None:
+        axis.scatter([x_of(chosen)], [chosen.values[y_metric.name]], s=180, facecolors="none",
+                     edgecolors="tab:green", linewidths=2, label=f"chosen (trial {chosen.suggestion})")
+    if failed:
+        bottom = min([o.values[y_metric.name] for o in done], default=0.5)
+        axis.scatter([x_of(o) for o in failed], [bottom] * len(failed), marker="x", color="tab:red",
+                     label=f"failed ({len(failed)})")
+    if y_metric.threshold is not None:
+        axis.axhline(y_metric.threshold, color="tab:orange", linestyle="--", label=f"{y_metric.name} threshold")
+    if x_metric is not None and x_metric.threshold is not None:
+        widest = max([x_of(o) for o in observations], default=0.0)
+        if x_metric.threshold <= 2 * widest:
+            axis.axvline(x_metric.threshold, color="tab:purple", linestyle="--", label=f"{x_metric.name} threshold")
+        else:  # far right of every trial: named, not drawn, so the trials keep the width of the plot
+            axis.plot([], [], " ", label=f"{x_metric.name} threshold {x_metric.threshold:g} (off the chart)")
+    axis.set_xlabel(x_metric.name if x_metric else "training seconds")
+    axis.set_ylabel(y_metric.name)
+    axis.set_title(experiment.name, fontsize=9)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
