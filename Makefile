@@ -19,8 +19,9 @@ DEMO_DAY ?= 2026-03-02
 BENCH_DAYS ?= 5
 BENCH_ROWS ?= 1000000
 BENCH_TRAIN_ROWS ?= 2000000
+BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint bench-preprocess bench-train bench-quality clean
+.PHONY: venv demo test lint bench-preprocess bench-train bench-quality bench-hpo clean
 
 venv: $(STAMP)
 
@@ -50,6 +51,9 @@ bench-train: venv
 
 bench-quality: venv
 	$(BIN)/python scripts/bench_quality.py
+
+bench-hpo: venv
+	$(BIN)/python scripts/bench_hpo.py $(BENCH_HPO_ARGS)
 
 clean:
 	rm -rf var/

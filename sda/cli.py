@@ -2,7 +2,7 @@
 
     sda recipe --spec DATASET --stats stats.json --model dlrm [--set k=v] [--naive] > recipe.yaml
     sda train RECIPE.yaml --data DAY_DIR... [--params k=v] [--save model.pt]
-    sda optimize RECIPE.yaml --data DAY_DIR... [--storage URL] [--warm-start EXPERIMENT]
+    sda optimize RECIPE.yaml --data DAY_DIR... [--storage URL] [--warm-start EXPERIMENT] [--worker NAME]
     sda best EXPERIMENT [--storage URL]
 """
 
@@ -65,7 +65,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)
     backend = _backend(args)
-    outcomes = optimize(recipe, args.data, backend, warm_start_from=args.warm_start)
+    outcomes = optimize(recipe, args.data, backend, warm_start_from=args.warm_start, worker=args.worker,
+                        model_root=args.models)
     best = backend.best_assignments(recipe.experiment.name)
     print(json.dumps({"experiment": recipe.experiment.name, "trials": len(outcomes),
                       "failed": sum(o.observed is None for o in outcomes),
@@ -111,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     optimize_parser.add_argument("--seed", type=int)
     optimize_parser.add_argument("--warm-start", metavar="EXPERIMENT",
                                  help="try this earlier experiment's best assignments first")
+    optimize_parser.add_argument("--worker", metavar="NAME",
+                                 help="run as one of several workers sharing the experiment (a shared --storage); "
+                                      "the name goes into its suggestions' metadata")
+    optimize_parser.add_argument("--models", type=Path, metavar="DIR", help="save each trial's model here")
     optimize_parser.set_defaults(handler=cmd_optimize)
     best_parser = commands.add_parser("best", help="print an experiment's best assignments")
     best_parser.add_argument("experiment")

@@ -14,6 +14,7 @@ errors everywhere.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from sda.models import ModelConfig
 from sda.train import TrainingConfig
 
 MAX_OPTIMIZED_METRICS = 2
+LAYER_WIDTHS = re.compile(r"^[1-9][0-9]*(-[1-9][0-9]*)*$")  # a categorical value that tunes an MLP: "256-128"
 
 
 class RecipeError(ValueError):
@@ -212,6 +214,11 @@ class Recipe(_Strict):
             if parameter.name not in tunable:
                 raise ValueError(f"experiment parameter {parameter.name!r} is neither a field of model "
                                  f"{self.model.name!r} nor of training")
+            if isinstance(getattr(self.model, parameter.name, None), list | tuple):
+                names = [v.name for v in parameter.categorical_values or []]
+                if parameter.type != "categorical" or not all(LAYER_WIDTHS.match(n) for n in names):
+                    raise ValueError(f"experiment parameter {parameter.name!r} sets a list of layer widths: make it "
+                                     "categorical with values like '256-128'")
         return self
 
 

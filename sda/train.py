@@ -27,8 +27,9 @@ from sda.optim import RowWiseAdagrad, finite, lr_factor
 
 log = logging.getLogger(__name__)
 
-# Called with (step, fraction of training done, validation AUC); returning False stops the trial.
-ProgressCallback = Callable[[int, float, float], bool]
+# Called with (step, fraction of training done, validation AUC, training seconds so far); returning False
+# stops the trial.
+ProgressCallback = Callable[[int, float, float, float], bool]
 
 
 class TrainingConfig(BaseModel):
@@ -153,7 +154,8 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
                 if config.target_auc and point["auc"] >= config.target_auc:
                     reason = f"target AUC {config.target_auc} reached at step {step}"
                     break
-                if callback is not None and not callback(step, step / total_steps, point["auc"]):
+                go_on = callback is None or callback(step, step / total_steps, point["auc"], point["train_seconds"])
+                if not go_on:
                     status, reason = "stopped", f"stopped by the optimizer at step {step} (AUC {point['auc']:.4f})"
                     break
             if step >= total_steps:

@@ -215,3 +215,89 @@ def test_training_seconds_budget_stops_the_experiment(tmp_path):
     spent = sum(o.result.metrics["training_time"] for o in outcomes)
     assert 1 <= len(outcomes) < 50
     assert spent >= 0.05 and spent - outcomes[-1].result.metrics["training_time"] < 0.05
+
+
+def test_failed_observations_teach_the_sampler_to_avoid_their_region(backend):
+    """Optuna's TPE ignores FAIL trials; a failed observation is an infeasible (PRUNED, violated) trial,
+    which TPE ranks among the bad, so suggestions move away from the region that fails."""
+    import optuna
+
+    backend.create(experiment(
+        name="fails", observation_budget=40, parallel_bandwidth=1,
+        parameters=[{"name": "learning_rate", "type": "double", "bounds": {"min": 1e-4, "max": 1.0},
+                     "transformation": "log"}],
+        conditionals=[], metrics=[{"name": "auc"}, {"name": "training_time", "objective": "minimize"}]))
+    failing = []
+    for _ in range(40):
+        s = backend.suggest("fails")
+        lr = s.assignments["learning_rate"]
+        failing.append(lr > 0.01)  # half of the log space diverges
+        if lr > 0.01:
+            backend.observe("fails", s.id, failed=True, reason="diverged")
+        else:
+            backend.observe("fails", s.id, {"auc": 0.8 - 0.01 * abs(math.log10(lr / 0.001)), "training_time": 5})
+    study = optuna.load_study(study_name="fails", storage=backend.storage)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == sum(failing) and all(t.constraints == {"observation_failed": 1.0} for t in pruned)
+    assert backend.progress("fails").failed_count == sum(failing)
+    # After the random start-up trials, few suggestions fall where trials failed.
+    assert sum(failing[20:]) <= 4, failing
+
+
+def test_a_suggestion_that_loses_a_race_is_withdrawn_and_not_counted(backend):
+    import optuna
+
+    backend.create(experiment(observation_budget=3, parallel_bandwidth=1))
+    first = backend.suggest("exp")
+    study, definition = backend._open("exp")
+    racer = study.ask()  # a second worker that passed the first check at the same moment
+    with pytest.raises(BandwidthExceeded):
+        backend._check_room(study, definition, racer.number)
+    backend._release(study, racer, "withdrawn", requeue=None)
+    backend.observe("exp", first.id, metrics_for(first.assignments))
+    progress = backend.progress("exp")
+    assert (progress.observation_count, progress.open_suggestions, progress.abandoned_count) == (1, 0, 0)
+    assert progress.remaining == 2  # the withdrawn suggestion took nothing from the budget
+    states = [t.state for t in optuna.load_study(study_name="exp", storage=backend.storage).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+
+
+def test_open_suggestions_carry_their_metadata(backend):
+    backend.create(experiment())
+    a = backend.suggest("exp", metadata={"slot": "run#0"})
+    backend.suggest("exp", metadata={"slot": "run#1"})
+    assert a.metadata == {"slot": "run#0"}
+    assert sorted(s.metadata["slot"] for s in backend.open_suggestions("exp")) == ["run#0", "run#1"]
+    backend.abandon("exp", a.id)
+    assert [s.metadata["slot"] for s in backend.open_suggestions("exp")] == ["run#1"]
+    assert backend.suggest("exp", metadata={"slot": "run#0"}).assignments == a.assignments
+
+
+def test_cost_aware_median_stopping_spares_cheaper_trials():
+    from sda.hpo import Observation
+    from sda.hpo.runner import MedianStopping
+
+    def done(auc_at_quarter: float, seconds: float) -> Observation:
+        return Observation(0, {}, {"auc": 0.8}, False, metadata={"curve": f"0.25:{auc_at_quarter},1:0.8",
+                                                                   "training_seconds": seconds})
+
+    history = [done(0.75, 10.0), done(0.76, 12.0), done(0.74, 11.0)]  # slow trials, AUC 0.75 at 25%
+    # A trial at 25% after 1 s (projected 4 s) with AUC 0.70: behind the slow ones, but a quarter of
+    # their cost. AUC alone stops it; with training time optimized, it has no peers as cheap: it goes on.
+    assert MedianStopping(history)(5, 0.25, 0.70, 1.0) is False
+    assert MedianStopping(history, cost_aware=True)(5, 0.25, 0.70, 1.0) is True
+    assert MedianStopping(history, cost_aware=True)(5, 0.25, 0.70, 3.0) is False  # projected 12 s: peers
+
+
+def test_layer_widths_are_tuned_as_categorical_values():
+    from sda.hpo.runner import configs_for
+    from sda.recipe import parse_recipe
+
+    recipe = parse_recipe({
+        "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [64, 32]},
+        "experiment": {"name": "widths", "metrics": [{"name": "auc"}],
+                       "parameters": [{"name": "top_mlp", "type": "categorical",
+                                       "categorical_values": ["32-16", "64-32", "128-64"]}]},
+    })
+    model, _ = configs_for(recipe, {"top_mlp": "128-64"})
+    assert list(model.top_mlp) == [128, 64]

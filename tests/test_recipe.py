@@ -79,6 +79,10 @@ def test_round_trip(tmp_path):
     ("experiment.parameters.0.type", "float", "experiment.parameters.0.type"),
     ("experiment.surprise", 1, "experiment.surprise: Extra inputs are not permitted"),
     ("model.bottom_mlp", [64, 32], "must end at embedding_dim 16"),
+    ("experiment.parameters.2", {"name": "top_mlp", "type": "int", "bounds": {"min": 8, "max": 64}},
+     "'top_mlp' sets a list of layer widths: make it categorical with values like '256-128'"),
+    ("experiment.parameters.2", {"name": "top_mlp", "type": "categorical", "categorical_values": ["64", "wide"]},
+     "'top_mlp' sets a list of layer widths"),
     ("training.optimizer", "lbfgs", "training.optimizer"),
     ("data.training_window_days", 0, "data.training_window_days"),
 ])

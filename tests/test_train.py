@@ -86,8 +86,9 @@ def test_divergence_is_a_failed_trial_not_a_crash(day):
 def test_callback_stops_a_hopeless_trial(day):
     seen = []
 
-    def hopeless(step: int, fraction: float, auc: float) -> bool:
+    def hopeless(step: int, fraction: float, auc: float, seconds: float) -> bool:
         seen.append((step, fraction, auc))
+        assert seconds > 0
         return False
 
     result = train(DLRM, TrainingConfig(batch_size=256, eval_every=0.25), [day], callback=hopeless)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sda.advisors.knowledge import DataFacts, embedding_dim_for, mlp_for, shared_embedding_dim
+from sda.advisors.knowledge import DataFacts, embedding_dim_for, mlp_choices, mlp_for, shared_embedding_dim
 
 ModelAdvice = tuple[dict, list[dict]]  # (model section, model-specific parameters to tune)
 
@@ -18,7 +18,7 @@ def dlrm(facts: DataFacts) -> ModelAdvice:
     would have to follow it; the top MLP scales with the data."""
     dim, widths = shared_embedding_dim(facts), mlp_for(facts.train_rows)
     return {"name": "dlrm", "embedding_dim": dim, "bottom_mlp": [widths[0], dim], "top_mlp": list(widths)}, [
-        _dropout()]
+        mlp_choices("top_mlp", widths), _dropout()]
 
 
 def _per_table(facts: DataFacts, base: int) -> dict[str, int]:
@@ -30,7 +30,7 @@ def wide_deep(facts: DataFacts) -> ModelAdvice:
     base = shared_embedding_dim(facts)
     section = {"name": "wide_deep", "embedding_dim": base, "table_dims": _per_table(facts, base),
                "deep_mlp": list(mlp_for(facts.train_rows))}
-    return section, [_dropout()]
+    return section, [mlp_choices("deep_mlp", tuple(section["deep_mlp"])), _dropout()]
 
 
 def dcnv2(facts: DataFacts) -> ModelAdvice:
@@ -42,7 +42,8 @@ def dcnv2(facts: DataFacts) -> ModelAdvice:
                "structure": "parallel", "deep_mlp": list(mlp_for(facts.train_rows))}
     if width > 256:
         section["low_rank"] = max(16, width // 4)
-    return section, [{"name": "cross_layers", "type": "int", "bounds": {"min": 2, "max": 4}}, _dropout()]
+    return section, [{"name": "cross_layers", "type": "int", "bounds": {"min": 2, "max": 4}},
+                     mlp_choices("deep_mlp", tuple(section["deep_mlp"])), _dropout()]
 
 
 def deepfm(facts: DataFacts) -> ModelAdvice:
@@ -50,7 +51,7 @@ def deepfm(facts: DataFacts) -> ModelAdvice:
     dim = shared_embedding_dim(facts)
     section = {"name": "deepfm", "embedding_dim": dim, "deep_mlp": list(mlp_for(facts.train_rows))}
     return section, [{"name": "embedding_dim", "type": "int", "grid": sorted({max(4, dim // 2), dim, dim * 2})},
-                     _dropout()]
+                     mlp_choices("deep_mlp", tuple(section["deep_mlp"])), _dropout()]
 
 
 ADVISORS: dict[str, Callable[[DataFacts], ModelAdvice]] = {

@@ -95,7 +95,8 @@ class LocalBackend:
         budget = experiment.observation_budget or 30
         # Constraints reach the sampler through Trial.set_constraint (see observe()).
         study.sampler = optuna.samplers.TPESampler(
-            seed=self.seed if self.seed is None else self.seed + len(study.trials),
+            # A fresh seed per suggestion (processes share the study), never one that another seed meets later.
+            seed=None if self.seed is None else (self.seed * 1_000_003 + len(study.trials)) % 2**32,
             n_startup_trials=max(2, min(10, budget // 3)), multivariate=True,
         )
         return study, experiment

@@ -58,6 +58,9 @@ def configs_for(recipe: Recipe, assignments: dict) -> tuple[ModelConfig, Trainin
     model_fields = set(type(recipe.model).model_fields)
     for name, value in assignments.items():
         if name in model_fields:
+            # SigOpt parameters are scalars: a layer list is tuned as categorical values such as "256-128".
+            if isinstance(model.get(name), list | tuple) and isinstance(value, str):
+                value = [int(width) for width in value.split("-")]
             model[name] = value
         elif name in TrainingConfig.model_fields:
             training[name] = value
@@ -70,16 +73,29 @@ def spent_training_seconds(observations: Sequence[Observation]) -> float:
 
 class MedianStopping:
     """Stop a trial whose intermediate AUC is below the median AUC that the completed trials had at the same
-    point of their training (the median stopping rule of Google Vizier, as Optuna's MedianPruner applies it)."""
+    point of their training (the median stopping rule of Google Vizier, as Optuna's MedianPruner applies it).
 
-    def __init__(self, observations: Sequence[Observation], min_trials: int = 3) -> None:
-        self.curves = [decode_curve(o.metadata["curve"]) for o in observations
-                       if not o.failed and o.metadata and o.metadata.get("curve")]
+    When training time is optimized too (`cost_aware`), a trial is judged only against completed trials that
+    were no more expensive than it is projected to be: a cheap trial that learns a little slower is a point
+    of the Pareto front, not a hopeless one."""
+
+    def __init__(self, observations: Sequence[Observation], min_trials: int = 3, cost_aware: bool = False) -> None:
+        self.completed = [(decode_curve(o.metadata["curve"]), float(o.metadata.get("training_seconds", 0.0)))
+                          for o in observations if not o.failed and o.metadata and o.metadata.get("curve")]
         self.min_trials = min_trials
+        self.cost_aware = cost_aware
 
-    def __call__(self, step: int, fraction: float, auc: float) -> bool:
+    @property
+    def curves(self) -> list[list[dict[str, float]]]:
+        return [curve for curve, _ in self.completed]
+
+    def __call__(self, step: int, fraction: float, auc: float, train_seconds: float | None = None) -> bool:
+        peers = self.completed
+        if self.cost_aware and train_seconds is not None and fraction > 0:
+            projected = train_seconds / fraction
+            peers = [(curve, seconds) for curve, seconds in peers if seconds <= 1.1 * projected]
         earlier = []
-        for curve in self.curves:
+        for curve, _ in peers:
             reached = [p["auc"] for p in curve if p.get("fraction", 1.0) <= fraction + 1e-9]
             if reached:
                 earlier.append(reached[-1])
@@ -98,7 +114,8 @@ def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day
     except ValueError as invalid:  # e.g. an assignment the model's shape rules refuse
         backend.observe(experiment_id, suggestion.id, failed=True, reason=f"invalid assignments: {invalid}")
         return TrialOutcome(suggestion, TrainResult("failed", f"invalid assignments: {invalid}", {}), None)
-    callback = MedianStopping(backend.observations(experiment_id)) if prune else None
+    cost_aware = any(m.name == "training_time" and m.strategy == "optimize" for m in recipe.experiment.metrics)
+    callback = MedianStopping(backend.observations(experiment_id), cost_aware=cost_aware) if prune else None
     try:
         result = train(model, training, day_dirs, callback=callback)
         model_path = None

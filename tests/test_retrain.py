@@ -1,0 +1,153 @@
+"""The optimize half of a run (sda.retrain) without Airflow: plan, experiment, slots, selection, warm start."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import pytest
+from mlflow import MlflowClient
+
+from recdp.storage import DataRoot, run_key
+from sda.hpo import LocalBackend
+from sda.retrain import (
+    NoTrainingData,
+    RunPlan,
+    RunRequest,
+    open_experiment,
+    plan_run,
+    run_slot,
+    select_best,
+    training_days,
+)
+from sda.tracking import Tracking
+from tests.test_train import CATS, DENSE, SIZES, make_processed_day
+
+DAY = dt.date(2026, 4, 10)
+
+
+def processed_day(root: DataRoot, day: dt.date, rows: int = 12_000, seed: int = 0) -> None:
+    """A processed partition as the Spark job leaves it: shards, stats.json, _SUCCESS."""
+    target = root.processed("clicks", day)
+    made = make_processed_day(target.parent / f"build-{day}", rows=rows, seed=seed)
+    shutil.move(str(made), target)
+    stats = {"dataset": "clicks", "day": day.isoformat(), "rows": rows + rows // 4, "positive_rate": 0.3,
+             "splits": {"train": {"rows": rows}, "valid": {"rows": rows // 4}},
+             "categorical": {c: {"vocab_size": SIZES[c]} for c in CATS},
+             "dense": {d: {"mean": 0.5} for d in DENSE}}
+    (target / "stats.json").write_text(json.dumps(stats))
+    (target / "_SUCCESS").touch()
+
+
+@pytest.fixture
+def root(data_root):
+    return data_root
+
+
+@pytest.fixture
+def backend(root):
+    return LocalBackend(root.optimizer_storage(), seed=0)
+
+
+@pytest.fixture
+def tracking(root):
+    return Tracking.from_env(root.mlflow())
+
+
+def request(day: dt.date = DAY, **changes) -> RunRequest:
+    fields = {"dataset": "clicks", "day": day.isoformat(), "run_id": f"manual__{day}T00:00:00+00:00",
+              "window_days": 3, "budget_seconds": 60.0, "max_trials": 2, "workers": 1}
+    fields.update(changes)
+    return RunRequest(**fields)
+
+
+def test_training_days_are_the_processed_window_ending_at_the_day(root):
+    processed_day(root, DAY)
+    processed_day(root, DAY - dt.timedelta(days=2))
+    days = training_days(root, "clicks", DAY.isoformat(), 3)
+    assert [p.name for p in days] == ["day=2026-04-08", "day=2026-04-10"]  # the 9th was never processed
+    assert [p.name for p in training_days(root, "clicks", DAY.isoformat(), 1)] == ["day=2026-04-10"]
+    with pytest.raises(NoTrainingData, match="2026-04-09 has no processed partition"):
+        training_days(root, "clicks", "2026-04-09", 3)
+
+
+def test_plan_writes_the_advised_recipe_and_names_the_experiment_by_its_content(root):
+    processed_day(root, DAY)
+    plan = plan_run(root, request())
+    again = plan_run(root, request())
+    assert plan == again  # a rerun plans the same experiment: it will find its work done
+    assert plan.run_dir == str(root.experiments() / run_key(plan.run_id))
+    assert plan.experiment.startswith("clicks-2026-04-10-dlrm-") and plan.observation_budget == 2
+    assert plan_run(root, request(budget_seconds=90.0)).experiment != plan.experiment
+    assert RunPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_slots_run_trials_track_them_and_stop_when_the_budget_is_spent(root, backend, tracking):
+    processed_day(root, DAY)
+    plan = plan_run(root, request())
+    assert open_experiment(root, backend, tracking, plan) == [0, 1]
+    reports = [run_slot(backend, tracking, plan, slot) for slot in (0, 1)]
+    assert [r.status for r in reports] == ["ok", "ok"]
+    assert all((root.experiment_run(plan.run_id) / "trials" / f"trial-{r.suggestion}" / "model.pt").is_file()
+               for r in reports)
+    late = run_slot(backend, tracking, plan, 2)
+    assert late.status == "not run" and "2/2 observations" in late.reason
+    best = select_best(root, backend, plan)
+    assert best["observations"] == 2 and best["best"]["suggestion"] in {r.suggestion for r in reports}
+    assert json.loads((root.experiment_run(plan.run_id) / "best.json").read_text()) == json.loads(
+        json.dumps(best, default=str))
+    client = MlflowClient(tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(plan.mlflow_experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert {r.data.tags["recsys.suggestion"] for r in runs} == {str(r.suggestion) for r in reports}
+
+
+def test_a_killed_attempt_is_abandoned_and_its_assignments_rerun(root, backend, tracking):
+    processed_day(root, DAY)
+    plan = plan_run(root, request())
+    open_experiment(root, backend, tracking, plan)
+    # What a worker killed mid-trial leaves: an open suggestion and a RUNNING MLflow run for its slot.
+    slot_key = f"{plan.run_id}#0"
+    stale = backend.suggest(plan.experiment, metadata={"slot": slot_key})
+    mlflow_experiment = tracking.experiment(plan.mlflow_experiment)
+    stale_run = tracking.start_trial(mlflow_experiment, slot_key, stale.id, stale.assignments, {})
+    retry = run_slot(backend, tracking, plan, 0)
+    assert retry.status == "ok" and retry.suggestion != stale.id and retry.assignments == stale.assignments
+    progress = backend.progress(plan.experiment)
+    assert (progress.observation_count, progress.abandoned_count, progress.open_suggestions) == (1, 1, 0)
+    client = MlflowClient(tracking.tracking_uri)
+    assert client.get_run(stale_run).info.status == "KILLED"
+    assert client.get_run(retry.mlflow_run).info.status == "FINISHED"
+
+
+def test_no_feasible_trial_selects_nothing_and_says_why(root, backend, tracking):
+    processed_day(root, DAY)
+    plan = plan_run(root, request(champion_auc=0.999))  # AUC threshold 0.997: out of reach
+    open_experiment(root, backend, tracking, plan)
+    for slot in (0, 1):
+        run_slot(backend, tracking, plan, slot)
+    best = select_best(root, backend, plan)
+    assert best["best"] is None and "no observation met every threshold" in best["reason"]
+    assert not (root.experiments() / "_history").exists()  # nothing for a later day to warm-start from
+
+
+def test_the_next_day_warm_starts_from_the_previous_best(root, backend, tracking):
+    processed_day(root, DAY)
+    first = plan_run(root, request())
+    open_experiment(root, backend, tracking, first)
+    for slot in (0, 1):
+        run_slot(backend, tracking, first, slot)
+    chosen = select_best(root, backend, first)["best"]
+    following = DAY + dt.timedelta(days=1)
+    processed_day(root, following, seed=1)
+    second = plan_run(root, request(following, max_trials=3))
+    open_experiment(root, backend, tracking, second)
+    front = {json.dumps(o["assignments"], sort_keys=True) for o in select_best(root, backend, first)["pareto"]}
+    seeded = []
+    for _ in range(len(front)):  # bandwidth 1: observe each before the next
+        seeded.append(backend.suggest(second.experiment))
+        backend.observe(second.experiment, seeded[-1].id, failed=True, reason="not trained in this test")
+    assert {json.dumps(s.assignments, sort_keys=True) for s in seeded} == front
+    assert chosen["assignments"] in [s.assignments for s in seeded]
