@@ -110,20 +110,20 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     from sda.hpo import LocalBackend
 
-    make_day(criteo, data_root, rows=5000)
+    make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       "preprocess": "success", "plan": "success", "create_experiment": "success",
                       "run_trial": "success", "select_best": "success"}, states
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
-    assert stats["rows"] == 5000 and stats["vocab_version"] == 1
+    assert stats["rows"] == 20_000 and stats["vocab_version"] == 1
 
     trials = sorted(ti.map_index for ti in run.get_task_instances() if ti.task_id == "run_trial")
     assert trials == [0, 1, 2]
     run_dir = data_root.experiment_run(run.run_id)
     best = json.loads((run_dir / "best.json").read_text())
     assert best["observations"] == 3 and best["failed"] == 0
-    assert best["best"]["values"]["auc"] > 0.55
+    assert best["best"]["values"]["auc"] > 0.6
     assert Path(best["best"]["model_path"]).is_file() and (run_dir / "pareto.png").is_file()
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     assert recipe["experiment"]["observation_budget"] == 3 and recipe["model"]["name"] == "dlrm"

@@ -55,7 +55,7 @@ def _run_two_workers(tmp_path: Path, storage: str) -> list[optuna.trial.FrozenTr
     for worker in workers:
         out, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-3000:]
-    return optuna.load_study(study_name="shared", storage=storage).trials
+    return optuna.load_study(study_name="shared", storage=LocalBackend(storage).storage).trials
 
 
 def _check_shared_run(trials: list[optuna.trial.FrozenTrial]) -> None:

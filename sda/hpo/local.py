@@ -49,6 +49,8 @@ def _constraints_of(trial: FrozenTrial) -> list[float]:
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
+    if url.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; the lock ships psycopg2
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Workers in other processes hold the lock for a moment on every write: wait for it, don't fail.
