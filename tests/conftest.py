@@ -22,6 +22,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # Tests run on the embedded defaults (optimizer and MLflow stores under each test's RECSYS_DATA).
 for _setting in ("MLFLOW_TRACKING_URI", "SDA_OPTIMIZER_BACKEND", "SDA_OPTIMIZER_STORAGE", "RECSYS_TRIAL_WORKERS"):
     os.environ.pop(_setting, None)
+os.environ["SDA_OPTIMIZER_SEED"] = "0"  # reproducible suggestions in DAG runs
 # spark-submit comes with pyspark, beside this interpreter.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # py4j logs from __del__ at interpreter exit, after pytest has closed the captured streams.

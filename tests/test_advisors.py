@@ -57,6 +57,17 @@ def test_knowledge_scales_with_the_data():
     assert embedding_dim_for(10**7, 50_000_000) == 64
 
 
+def test_batch_grid_keeps_enough_steps_an_epoch():
+    from sda.advisors.knowledge import narrow_space
+
+    def grid(rows: int) -> list[int]:
+        return next(p["grid"] for p in narrow_space(0.002, 256, rows) if p["name"] == "batch_size")
+
+    assert grid(200_000) == [128, 256, 512, 1024]
+    assert grid(60_000) == [128, 256, 512]  # 1024 would leave 58 steps an epoch
+    assert grid(20_000) == [128, 256]
+
+
 def test_thresholds_come_from_the_champion_and_the_budget():
     recipe = advise(request("dlrm", champion_auc=0.80, budget_seconds=100, max_model_bytes=50_000_000))
     metrics = {m.name: m for m in recipe.experiment.metrics}

@@ -123,7 +123,10 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     run_dir = data_root.experiment_run(run.run_id)
     best = json.loads((run_dir / "best.json").read_text())
     assert best["observations"] == 3 and best["failed"] == 0
-    assert best["best"]["values"]["auc"] > 0.6
+    oracle = json.loads((data_root.raw("criteo", DAY) / "_synth.json").read_text())["oracle_auc"]
+    aucs = sorted(o["values"]["auc"] for o in best["pareto"])
+    # The chosen model learnt most of the hidden click model's signal (0.74-0.80 against 0.857 when written).
+    assert best["best"]["values"]["auc"] > 0.5 + 0.6 * (oracle - 0.5), (aucs, oracle)
     assert Path(best["best"]["model_path"]).is_file() and (run_dir / "pareto.png").is_file()
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     assert recipe["experiment"]["observation_budget"] == 3 and recipe["model"]["name"] == "dlrm"

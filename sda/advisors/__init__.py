@@ -53,7 +53,7 @@ def advise(request: AdviceRequest) -> Recipe:
     if request.naive:
         parameters = knowledge.naive_space(tunes_embedding_dim=request.model != "dlrm")
     else:
-        parameters = knowledge.narrow_space(learning_rate, batch_size) + model_space
+        parameters = knowledge.narrow_space(learning_rate, batch_size, facts.train_rows) + model_space
     apply_overrides(model_section, training, list(request.overrides))
     document = {
         "data": {"dataset": request.dataset, "training_window_days": request.window_days,

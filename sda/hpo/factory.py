@@ -12,8 +12,11 @@ BACKENDS = ("local",)
 
 def backend_from_env(default_storage: str) -> OptimizerBackend:
     """The backend named by SDA_OPTIMIZER_BACKEND; `local` keeps its state in SDA_OPTIMIZER_STORAGE (an
-    SQLAlchemy URL: SQLite by default, Postgres for many workers), else in `default_storage`."""
+    SQLAlchemy URL: SQLite by default, Postgres for many workers), else in `default_storage`, and seeds its
+    sampler with SDA_OPTIMIZER_SEED when set (reproducible experiments)."""
     kind = os.environ.get("SDA_OPTIMIZER_BACKEND", "local")
+    seed = os.environ.get("SDA_OPTIMIZER_SEED")
     if kind == "local":
-        return LocalBackend(os.environ.get("SDA_OPTIMIZER_STORAGE") or default_storage)
+        return LocalBackend(os.environ.get("SDA_OPTIMIZER_STORAGE") or default_storage,
+                            seed=int(seed) if seed else None)
     raise OptimizerError(f"unknown optimizer backend {kind!r} (SDA_OPTIMIZER_BACKEND); choose one of {BACKENDS}")
