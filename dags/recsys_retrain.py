@@ -73,6 +73,9 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                                 description="training seconds the whole experiment may spend"),
         "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=200,
                             description="a cap on the advised observation budget; empty: the advisor's"),
+        "optimizer_backend": Param(None, type=["null", "string"], enum=[None, "local", "sigopt"],
+                                   description="local (Optuna, offline) or sigopt (the SigOpt API of the "
+                                               "sigopt_default connection); empty: $SDA_OPTIMIZER_BACKEND or local"),
     },
     render_template_as_native_obj=False,
 )
@@ -181,9 +184,25 @@ def recsys_retrain():
 
 
 def _backend(root: DataRoot):
-    from sda.hpo.factory import backend_from_env
+    """The optimizer backend of this run; SigOpt's URL and token come from the sigopt_default connection
+    when it exists (else SIGOPT_API_URL / SIGOPT_API_TOKEN), and never reach a log or XCom."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    return backend_from_env(root.optimizer_storage())
+    from sda.hpo.factory import SigOptCredentials, backend_from_env
+
+    kind = get_current_context()["params"].get("optimizer_backend")
+    credentials = None
+    if (kind or os.environ.get("SDA_OPTIMIZER_BACKEND")) == "sigopt":
+        try:
+            connection = BaseHook.get_connection("sigopt_default")
+        except AirflowNotFoundException:
+            connection = None
+        if connection is not None and connection.host:
+            host = connection.host if "://" in connection.host else f"{connection.schema or 'http'}://{connection.host}"
+            url = f"{host}:{connection.port}" if connection.port else host
+            credentials = SigOptCredentials(url, connection.password or "")
+    return backend_from_env(root.optimizer_storage(), kind=kind, sigopt=credentials)
 
 
 def _tracking(root: DataRoot):

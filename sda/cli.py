@@ -4,6 +4,7 @@
     sda train RECIPE.yaml --data DAY_DIR... [--params k=v] [--save model.pt]
     sda optimize RECIPE.yaml --data DAY_DIR... [--storage URL] [--warm-start EXPERIMENT] [--worker NAME]
     sda best EXPERIMENT [--storage URL]
+    sda serve [--host 127.0.0.1] [--port 8910] [--storage URL]   (token: $SDA_SERVE_TOKEN)
 """
 
 from __future__ import annotations
@@ -80,6 +81,34 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sda.serve import create_app
+
+    token = os.environ.get("SDA_SERVE_TOKEN") or None
+    if args.host not in LOOPBACK and token is None:
+        raise ValueError(f"refusing to serve on {args.host} without a token: set SDA_SERVE_TOKEN "
+                         "(clients send it as their SigOpt API token)")
+    print(f"SigOpt-compatible API on http://{args.host}:{args.port} (storage {_redacted(args.storage)}, "
+          f"token {'required' if token else 'not required: loopback only'})", file=sys.stderr)
+    uvicorn.run(create_app(args.storage, token), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """A storage URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<storage>"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sda", description="Smart Democratization Advisor")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     best_parser.add_argument("experiment")
     best_parser.add_argument("--storage", default=storage)
     best_parser.set_defaults(handler=cmd_best)
+    serve_parser = commands.add_parser("serve", help="serve the SigOpt Core API on the local engine")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="bind address (other than loopback needs a token)")
+    serve_parser.add_argument("--port", type=int, default=8910)
+    serve_parser.add_argument("--storage", default=storage, help="optimizer storage URL ($SDA_OPTIMIZER_STORAGE)")
+    serve_parser.set_defaults(handler=cmd_serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

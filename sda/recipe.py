@@ -142,6 +142,7 @@ class Experiment(_Strict):
     observation_budget: int | None = Field(None, ge=1)
     parallel_bandwidth: int = Field(1, ge=1)
     type: Literal["offline"] = "offline"
+    metadata: dict[str, str | int | float] | None = None  # SigOpt's experiment metadata
 
     @model_validator(mode="after")
     def _sigopt_rules(self) -> Experiment:

@@ -66,6 +66,7 @@ def test_structure(dag):
     ("budget_seconds", 0),
     ("max_trials", 0),
     ("max_trials", 2.5),
+    ("optimizer_backend", "hyperopt"),
 ])
 def test_params_refuse_bad_values(dag, name, value):
     from airflow.sdk.exceptions import ParamValidationError
@@ -152,3 +153,37 @@ def test_bad_partition_stops_the_run_before_preprocessing(dag, airflow_db, crite
     assert states["preprocess"] in ("upstream_failed", None)
     assert (data_root.quarantine("criteo", DAY) / "report.json").is_file()
     assert not data_root.processed("criteo", DAY).exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.spark
+def test_the_same_run_with_the_sigopt_backend(dag, airflow_db, criteo, data_root, tmp_path, monkeypatch, capfd):
+    from sda.hpo import LocalBackend
+    from tests.sigopt_server import SigOptServer
+
+    server = SigOptServer(f"sqlite:///{tmp_path / 'sigopt.db'}").start(tmp_path)
+    try:
+        # The Airflow way: URL and token in the sigopt_default connection (the token as its password).
+        monkeypatch.setenv("AIRFLOW_CONN_SIGOPT_DEFAULT", json.dumps(
+            {"conn_type": "http", "host": "127.0.0.1", "port": server.port, "schema": "http",
+             "password": server.token}))
+        monkeypatch.delenv("SIGOPT_API_URL", raising=False)
+        monkeypatch.delenv("SIGOPT_API_TOKEN", raising=False)
+        make_day(criteo, data_root, rows=20_000)
+        run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3,
+                                 "budget_seconds": 600, "optimizer_backend": "sigopt"})
+        assert set(states.values()) == {"success"}, states
+        best = json.loads((data_root.experiment_run(run.run_id) / "best.json").read_text())
+        assert best["observations"] == 3 and best["best"] is not None
+        conn = server.connection()
+        [experiment] = [e for e in conn.experiments().fetch(search=best["experiment"]).iterate_pages()]
+        assert experiment.progress.observation_count == 3
+        assert LocalBackend(data_root.optimizer_storage()).storage.get_all_studies() == []  # not the local store
+        # The token is a secret: not in the run's output (task logs included) nor in any file it wrote.
+        output = capfd.readouterr()
+        assert server.token not in output.out + output.err
+        for path in data_root.root.rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".yaml", ".txt", ".log", ".db"):
+                assert server.token.encode() not in path.read_bytes(), path
+    finally:
+        server.stop()

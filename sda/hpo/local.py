@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 EXPERIMENT_ATTR = "sigopt_experiment"
+CREATED_ATTR = "created"
 RELEASED_ATTR = "released"
 FAILED_CONSTRAINT = "observation_failed"
 
@@ -42,10 +44,6 @@ def _constraint(metric: Metric, value: float) -> float:
     if metric.objective == "maximize":
         return metric.threshold - value
     return value - metric.threshold
-
-
-def _constraints_of(trial: FrozenTrial) -> list[float]:
-    return trial.user_attrs.get("constraints", [])
 
 
 def _storage(url: str) -> optuna.storages.RDBStorage:
@@ -67,18 +65,22 @@ class LocalBackend:
         self.seed = seed
 
     # -- experiments --------------------------------------------------------------------------------------
-    def create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]] = ()) -> str:
+    def create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]] = (),
+               key: str | None = None) -> str:
         """Create (or reopen) the experiment; a new one first tries the `warm_start` assignments, e.g. the
-        best of the previous partition's experiment, as far as they fit its space."""
+        best of the previous partition's experiment, as far as they fit its space. The experiment's id is
+        `key` when given (the SigOpt server's experiments may share a name), else its name."""
         optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
-        study = optuna.create_study(storage=self.storage, study_name=experiment.name, load_if_exists=True,
+        key = key or experiment.name
+        study = optuna.create_study(storage=self.storage, study_name=key, load_if_exists=True,
                                     directions=[m.objective for m in optimized])
         definition = experiment.model_dump(mode="json")
         stored = study.user_attrs.get(EXPERIMENT_ATTR)
         if stored is None:
+            study.set_user_attr(CREATED_ATTR, int(time.time()))
             study.set_user_attr(EXPERIMENT_ATTR, definition)
             for assignments in warm_start:
-                fitting = _fitting(experiment, assignments)
+                fitting = fitting_assignments(experiment, assignments)
                 if fitting:
                     study.enqueue_trial(fitting, skip_if_exists=True)
             with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
@@ -86,7 +88,22 @@ class LocalBackend:
                 study.set_metric_names([m.name for m in optimized])
         elif stored != definition:
             raise OptimizerError(f"experiment {experiment.name!r} exists with another definition")
-        return experiment.name
+        return key
+
+    def update(self, experiment_id: str, experiment: Experiment) -> None:
+        """Replace the definition by one with the same parameters and metrics (thresholds, budget,
+        bandwidth, name and metadata may change). Later feasibility follows the new thresholds."""
+        study, current = self._open(experiment_id)
+        same = (experiment.parameters == current.parameters and experiment.conditionals == current.conditionals
+                and [(m.name, m.objective, m.strategy) for m in experiment.metrics]
+                == [(m.name, m.objective, m.strategy) for m in current.metrics])
+        if not same:
+            raise OptimizerError("only thresholds, observation_budget, parallel_bandwidth, name and metadata "
+                                 "of an experiment can change")
+        study.set_user_attr(EXPERIMENT_ATTR, experiment.model_dump(mode="json"))
+
+    def experiment(self, experiment_id: str) -> Experiment:
+        return self._open(experiment_id)[1]
 
     def _open(self, experiment_id: str) -> tuple[optuna.Study, Experiment]:
         try:
@@ -104,15 +121,22 @@ class LocalBackend:
         return study, experiment
 
     # -- suggestions --------------------------------------------------------------------------------------
-    def suggest(self, experiment_id: str, metadata: dict[str, Any] | None = None) -> Suggestion:
+    def suggest(self, experiment_id: str, metadata: dict[str, Any] | None = None, strict: bool = True,
+                assignments: dict[str, Any] | None = None) -> Suggestion:
+        """The next suggestion (or one with the given `assignments`). `strict=False` gives SigOpt's API
+        behaviour, where observation_budget and parallel_bandwidth are advice, not limits."""
         study, experiment = self._open(experiment_id)
-        self._check_room(study, experiment)
+        if strict:
+            self._check_room(study, experiment)
+        if assignments:
+            study.enqueue_trial(assignments)
         trial = study.ask()
         if metadata:
             trial.set_user_attr("suggestion_metadata", metadata)
         try:
             # Another worker may have asked at the same moment: the lower trial number wins the last place.
-            self._check_room(study, experiment, trial.number)
+            if strict:
+                self._check_room(study, experiment, trial.number)
         except (BudgetExhausted, BandwidthExceeded):
             # A suggestion taken from the queue (warm start, abandoned) goes back to it.
             self._release(study, trial, "withdrawn", requeue=trial.system_attrs.get("fixed_params"))
@@ -153,6 +177,35 @@ class LocalBackend:
         return [Suggestion(t.number, dict(t.params), t.user_attrs.get("suggestion_metadata"))
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
+    def suggestions(self, experiment_id: str) -> list[tuple[FrozenTrial, Suggestion]]:
+        """Every suggestion given out and not deleted, open or closed, with its trial (for its times)."""
+        study, _ = self._open(experiment_id)
+        return [(t, Suggestion(t.number, dict(t.params), t.user_attrs.get("suggestion_metadata")))
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE,
+                                                                   TrialState.PRUNED))]
+
+    # -- queued suggestions (SigOpt's queued_suggestions: assignments to try next) -----------------------
+    def queue(self, experiment_id: str, assignments: dict[str, Any]) -> int:
+        study, experiment = self._open(experiment_id)
+        fitting = fitting_assignments(experiment, assignments)
+        if fitting != assignments:
+            outside = sorted(set(assignments) - set(fitting))
+            raise OptimizerError(f"queued assignments {outside} are not in the experiment's space")
+        study.enqueue_trial(assignments)
+        return max(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def queued(self, experiment_id: str) -> list[Suggestion]:
+        study, _ = self._open(experiment_id)
+        return [Suggestion(t.number, dict(t.system_attrs.get("fixed_params", {})))
+                for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+
+    def unqueue(self, experiment_id: str, number: int) -> None:
+        study, _ = self._open(experiment_id)
+        waiting = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+        if number not in waiting:
+            raise OptimizerError(f"no queued suggestion {number}")
+        self.storage.set_trial_state_values(waiting[number]._trial_id, TrialState.FAIL)
+
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
                 failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         study, experiment = self._open(experiment_id)
@@ -179,11 +232,12 @@ class LocalBackend:
         live.set_user_attr("constraints", list(constraints.values()))
         study.tell(trial.number, [float(values[m.name]) for m in experiment.metrics if m.strategy == "optimize"])
 
-    def abandon(self, experiment_id: str, suggestion_id: int) -> None:
+    def abandon(self, experiment_id: str, suggestion_id: int, requeue: bool = True) -> None:
+        """Give the suggestion back: not counted; with `requeue`, its assignments are suggested again next,
+        so the abandoned work is not lost (SigOpt's delete does not requeue)."""
         study, _ = self._open(experiment_id)
         trial = self._running(study, suggestion_id)
-        # The same assignments are suggested again next, so the abandoned work is not lost.
-        self._release(study, trial, "abandoned", requeue=trial.params)
+        self._release(study, trial, "abandoned", requeue=trial.params if requeue else None)
 
     @staticmethod
     def _running(study: optuna.Study, suggestion_id: int) -> FrozenTrial:
@@ -199,8 +253,10 @@ class LocalBackend:
     def best_assignments(self, experiment_id: str) -> list[Observation]:
         study, experiment = self._open(experiment_id)
         optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
+        thresholds = [m for m in experiment.metrics if m.threshold is not None]
+        # Feasibility by the thresholds as they are now (an update may have changed them since observing).
         feasible = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
-                    if all(c <= 0 for c in _constraints_of(t))]
+                    if all(_constraint(m, t.user_attrs["metrics"][m.name]) <= 0 for m in thresholds)]
 
         def better_or_equal(a: FrozenTrial, b: FrozenTrial) -> bool:
             return all((x >= y) if m.objective == "maximize" else (x <= y)
@@ -236,8 +292,10 @@ class LocalBackend:
         return Progress(complete + failed, failed, running, len(abandoned), experiment.observation_budget)
 
 
-def _fitting(experiment: Experiment, assignments: dict[str, Any]) -> dict[str, Any]:
+def fitting_assignments(experiment: Experiment | dict, assignments: dict[str, Any]) -> dict[str, Any]:
     """The assignments that lie inside the experiment's space (others are left to the sampler)."""
+    if isinstance(experiment, dict):
+        experiment = Experiment.model_validate(experiment)
     fitting: dict[str, Any] = {}
     for conditional in experiment.conditionals:
         if assignments.get(conditional.name) in conditional.values:
