@@ -2,7 +2,7 @@
 
 partition_ready -> validate -> gate_dry_run -> preprocess (spark-submit)
     -> plan (advised recipe) -> create_experiment -> run_trial x N (at most RECSYS_TRIAL_WORKERS at once)
-    -> select_best
+    -> select_best -> evaluate (challenger vs champion, same holdout) -> promote (registry alias switch)
 
 The run's partition is its data interval's start day (daily, catchup on, so backfills retrain history),
 or the `day` Param of a UI trigger. This file only wires tasks; the work lives in recdp/ and sda/.
@@ -73,6 +73,10 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                                 description="training seconds the whole experiment may spend"),
         "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=200,
                             description="a cap on the advised observation budget; empty: the advisor's"),
+        "min_delta": Param(0.001, type="number", minimum=0, maximum=0.1,
+                           description="AUC gain over the champion, on the same holdout, needed to promote"),
+        "require_significance": Param(False, type="boolean",
+                                      description="promote only if the AUC gain holds under a paired bootstrap"),
         "optimizer_backend": Param(None, type=["null", "string"], enum=[None, "local", "sigopt"],
                                    description="local (Optuna, offline) or sigopt (the SigOpt API of the "
                                                "sigopt_default connection); empty: $SDA_OPTIMIZER_BACKEND or local"),
@@ -138,7 +142,8 @@ def recsys_retrain():
         request = RunRequest(dataset=target["dataset"], day=target["day"], run_id=context["run_id"],
                              model=params["model"], window_days=params["training_window_days"],
                              budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
-                             workers=TRIAL_WORKERS)
+                             workers=TRIAL_WORKERS, min_delta=float(params["min_delta"]),
+                             bootstrap=bool(params["require_significance"]))
         try:
             return plan_run(DataRoot.from_env(), request).to_dict()
         except (NoTrainingData, ValueError) as error:
@@ -177,10 +182,31 @@ def recsys_retrain():
               f"{best['training_seconds']:.0f}s of training; best: {best['best'] or best.get('reason')}")
         return {k: best[k] for k in ("experiment", "best", "observations", "failed")}
 
+    @task
+    def evaluate(run_plan: dict) -> dict:
+        from sda.retrain import RunPlan, evaluate_run
+
+        decision = evaluate_run(_tracking(DataRoot.from_env()), RunPlan.from_dict(run_plan))
+        for check in decision["checks"]:
+            print(f"  {'ok ' if check['passed'] else 'NOT'} {check['name']}: {check['detail']}")
+        print(f"decision: {decision['verdict']} ({decision['reason']})")
+        return {"verdict": decision["verdict"], "reason": decision["reason"]}
+
+    @task(retries=3, retry_delay=timedelta(minutes=1))
+    def promote(run_plan: dict) -> dict:
+        from sda.retrain import RunPlan, promote_run
+
+        outcome = promote_run(_tracking(DataRoot.from_env()), RunPlan.from_dict(run_plan))
+        print(f"{outcome['verdict']}: version {outcome['version']} serves" if outcome["version"]
+              else f"keep: the champion stays ({outcome['reason']})")
+        return outcome
+
     run_plan = plan(target)
     validated >> gate_dry_run() >> preprocess >> run_plan
     slots = create_experiment(run_plan)
-    run_trial.partial(run_plan=run_plan).expand(slot=slots) >> select_best(run_plan)
+    chosen = select_best(run_plan)
+    run_trial.partial(run_plan=run_plan).expand(slot=slots) >> chosen
+    chosen >> evaluate(run_plan) >> promote(run_plan)
 
 
 def _backend(root: DataRoot):

@@ -7,6 +7,7 @@
                  parallel_bandwidth
     budget:      training seconds the whole experiment may spend (optional)
     selection:   how one trial is chosen from the Pareto set (optional)
+    promotion:   when the chosen trial replaces the champion (optional; sda.policy)
 
 Every error names where it is (e.g. `experiment.parameters[1] (learning_rate): ...`), and unknown keys are
 errors everywhere.
@@ -22,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sda.models import ModelConfig
+from sda.policy import PromotionPolicy
 from sda.train import TrainingConfig
 
 MAX_OPTIMIZED_METRICS = 2
@@ -205,6 +207,7 @@ class Recipe(_Strict):
     experiment: Experiment | None = None
     budget: BudgetSection | None = None
     selection: SelectionSection = SelectionSection()
+    promotion: PromotionPolicy = PromotionPolicy()
 
     @model_validator(mode="after")
     def _parameters_name_fields(self) -> Recipe:

@@ -4,6 +4,8 @@
     open_experiment  create (or reopen) the optimizer experiment, warm-started from the previous day's best
     run_slot         one trial: suggest -> train -> observe, tracked as an MLflow run; many run at once
     select_best      the Pareto set -> the chosen trial -> best.json (+ a Pareto plot)
+    evaluate_run     the chosen trial and the champion on the day's holdout, the policy -> decision.json
+    promote_run      a `promote` decision carried out in the MLflow registry (atomic alias switch)
 
 A run's files live in experiments/<run key>/ (recipe.yaml, trials/trial-N/{model.pt,result.json},
 best.json, pareto.png). The optimizer experiment is named from the dataset, the day, the model and a hash of
@@ -16,16 +18,19 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recdp.storage import DataRoot, parse_day, write_json_atomic
+from recdp.storage import DataRoot, parse_day, run_key, write_json_atomic
 from sda.advisors import AdviceRequest, advise
 from sda.hpo.backend import Observation, OptimizerBackend
 from sda.hpo.runner import check_metrics, next_suggestion, run_trial, spent_training_seconds
 from sda.hpo.selection import choose
+from sda.policy import PromotionPolicy
+from sda.promote import Candidate, Challenger, Decision, Registry, evaluate, lineage_tags, promote
 from sda.recipe import Recipe, dump_recipe, load_recipe, parse_recipe
 from sda.tracking import Tracking
 
@@ -51,6 +56,8 @@ class RunRequest:
     max_trials: int | None = None
     workers: int = 2
     champion_auc: float | None = None
+    min_delta: float | None = None  # promotion policy overrides (the DAG's Params)
+    bootstrap: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +111,14 @@ def training_days(root: DataRoot, dataset: str, day: str, window_days: int) -> l
 
 
 def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path]) -> Recipe:
+    """The recipe with the run's promotion policy, and its experiment named after what the search depends on
+    (not the promotion policy, which only decides what happens after it)."""
     document = recipe.model_dump(mode="json", exclude_none=True)
-    document["experiment"]["name"] = "unnamed"
-    fingerprint = hashlib.sha256((dump_recipe(parse_recipe(document)) + "\n".join(d.name for d in day_dirs))
+    overrides = {"min_delta": request.min_delta, "bootstrap": request.bootstrap}
+    document["promotion"] = {**document.get("promotion", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    searched = {k: v for k, v in document.items() if k != "promotion"}
+    searched["experiment"] = {**searched["experiment"], "name": "unnamed"}
+    fingerprint = hashlib.sha256((dump_recipe(parse_recipe(searched)) + "\n".join(d.name for d in day_dirs))
                                  .encode()).hexdigest()[:12]
     document["experiment"]["name"] = f"{request.dataset}-{request.day}-{request.model}-{fingerprint}"
     return parse_recipe(document, "advised recipe")
@@ -295,3 +307,67 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+# -- promotion ------------------------------------------------------------------------------------------------
+def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
+    chosen = best["best"]
+    trial_dir = Path(chosen["model_path"]).parent
+    result = json.loads((trial_dir / "result.json").read_text()) if (trial_dir / "result.json").is_file() else {}
+    stats = json.loads((Path(plan.day_dirs[-1]) / "stats.json").read_text())
+    recipe_bytes = Path(plan.recipe_path).read_bytes()
+    lineage = lineage_tags({
+        "dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
+        "training_window": ",".join(Path(d).name.removeprefix("day=") for d in plan.day_dirs),
+        "vocab_version": stats.get("vocab_version"), "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
+        "optimizer_experiment": plan.experiment, "trial": chosen["suggestion"],
+        "mlflow_run": result.get("mlflow_run"),
+        **{f"metric.{k}": round(float(v), 6) for k, v in (chosen["values"] or {}).items()},
+    })
+    model_bytes = result.get("metrics", {}).get("model_bytes")
+    return Challenger(Path(chosen["model_path"]), plan.day, f"challenger (trial {chosen['suggestion']})",
+                      chosen.get("training_seconds"), int(model_bytes) if model_bytes else None, lineage)
+
+
+def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
+    """decision.json: the chosen trial against the champion on the run's holdout (the newest day's test
+    split, which neither trained on), by the recipe's promotion policy."""
+    run_dir = Path(plan.run_dir)
+    best = json.loads((run_dir / "best.json").read_text())
+    recipe = load_recipe(Path(plan.recipe_path))
+    registry = Registry(tracking, plan.dataset)
+    if best["best"] is None:
+        champion = registry.champion()
+        document = {"verdict": "keep", "reason": f"no challenger: {best.get('reason')}", "challenger": None,
+                    "champion": {"version": champion.version} if champion else None,
+                    "policy": recipe.promotion.model_dump(), "holdout": None, "checks": [], "bootstrap": None}
+    else:
+        decision = evaluate(registry, _challenger(plan, best), Path(plan.day_dirs[-1]), plan.day, recipe.promotion)
+        document = decision.to_dict()
+    document.update({"dataset": plan.dataset, "day": plan.day, "run_id": plan.run_id,
+                     "registered_model": registry.name})
+    write_json_atomic(run_dir / "decision.json", document)
+    log.info("decision for %s day=%s: %s (%s)", plan.dataset, plan.day, document["verdict"], document["reason"])
+    return document
+
+
+def promote_run(tracking: Tracking, plan: RunPlan, before_switch=None) -> dict[str, Any]:
+    """Carry out decision.json. The alias moves only after the version and its files are complete; a crash
+    at any point leaves the previous champion serving, and a retry finishes the job."""
+    run_dir = Path(plan.run_dir)
+    document = json.loads((run_dir / "decision.json").read_text())
+    if document["verdict"] != "promote":
+        return {"verdict": "keep", "reason": document["reason"], "version": None}
+    registry = Registry(tracking, plan.dataset)
+    best = json.loads((run_dir / "best.json").read_text())
+    challenger = _challenger(plan, best)
+    champion = document.get("champion")
+    decision = Decision(document["verdict"], document["reason"], Candidate(**document["challenger"]),
+                        Candidate(**champion) if champion else None, PromotionPolicy(**document["policy"]),
+                        document["holdout"])
+    files = {"decision.json": document, "best.json": best,
+             "recipe.json": load_recipe(Path(plan.recipe_path)).model_dump(mode="json", exclude_none=True)}
+    version = promote(registry, challenger, decision, run_key(plan.run_id), files, before_switch=before_switch)
+    document["applied"] = {"version": version, "registered_model": registry.name, "at": int(time.time())}
+    write_json_atomic(run_dir / "decision.json", document)
+    return {"verdict": "promote", "reason": document["reason"], "version": version}

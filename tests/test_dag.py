@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def test_structure(dag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
     assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "preprocess", "plan",
-                                              "create_experiment", "run_trial", "select_best"}
+                                              "create_experiment", "run_trial", "select_best", "evaluate", "promote"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
     assert dag.get_task("preprocess").upstream_task_ids == {"gate_dry_run"}
@@ -46,6 +47,8 @@ def test_structure(dag):
     assert dag.get_task("select_best").upstream_task_ids == {"plan", "run_trial"}
     assert dag.get_task("run_trial").max_active_tis_per_dagrun == 2  # RECSYS_TRIAL_WORKERS
     assert dag.get_task("select_best").trigger_rule == "none_failed"
+    assert dag.get_task("evaluate").upstream_task_ids == {"plan", "select_best"}
+    assert dag.get_task("promote").upstream_task_ids == {"plan", "evaluate"}
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.catchup is True
     preprocess = dag.get_task("preprocess")
@@ -97,7 +100,7 @@ def _run(dag, conf: dict):
 def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, criteo, data_root):
     make_day(criteo, data_root, rows=5000)  # the DAG uses the real criteo spec: at least 1000 rows
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
-    downstream = ("preprocess", "plan", "create_experiment", "run_trial", "select_best")
+    downstream = ("preprocess", "plan", "create_experiment", "run_trial", "select_best", "evaluate", "promote")
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()
@@ -113,9 +116,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
-    assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
-                      "preprocess": "success", "plan": "success", "create_experiment": "success",
-                      "run_trial": "success", "select_best": "success"}, states
+    assert set(states.values()) == {"success"} and len(states) == 10, states
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
     assert stats["rows"] == 20_000 and stats["vocab_version"] == 1
 
@@ -141,6 +142,30 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert all("valid_auc" in r.data.metrics and "learning_rate" in r.data.params for r in runs)
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"result.json", "training_curve.png"} <= artifacts
+
+    # Promotion: day 1 has no champion, so its model becomes the champion.
+    decision = json.loads((run_dir / "decision.json").read_text())
+    assert decision["verdict"] == "promote" and decision["champion"] is None, decision["reason"]
+    assert decision["holdout"]["day"] == DAY.isoformat() and decision["holdout"]["split"] == "test"
+    champion = client.get_model_version_by_alias("recsys_criteo", "champion")
+    assert champion.version == decision["applied"]["version"] and champion.tags["recsys.day"] == DAY.isoformat()
+    assert {"recsys.vocab_version", "recsys.recipe_sha256", "recsys.optimizer_experiment", "recsys.trial",
+            "recsys.metric.auc", "recsys.training_window"} <= set(champion.tags)
+
+    # Day 2: the challenger is compared with day 1's champion on day 2's holdout; decision.json says why.
+    next_day = DAY + dt.timedelta(days=1)
+    make_day(criteo, data_root, day=next_day, rows=20_000)  # same generator: the next day of the same world
+    run2, states2 = _run(dag, {"dataset": "criteo", "day": next_day.isoformat(), "max_trials": 3,
+                               "budget_seconds": 600, "training_window_days": 2})
+    assert set(states2.values()) == {"success"}, states2
+    second = json.loads((data_root.experiment_run(run2.run_id) / "decision.json").read_text())
+    assert second["champion"]["version"] == champion.version and second["holdout"]["day"] == next_day.isoformat()
+    serving = client.get_model_version_by_alias("recsys_criteo", "champion")
+    gain = second["challenger"]["auc"] - second["champion"]["auc"]
+    if second["verdict"] == "promote":
+        assert gain >= 0.001 and serving.version == second["applied"]["version"] != champion.version
+    else:
+        assert "not met" in second["reason"] and serving.version == champion.version
 
 
 @pytest.mark.e2e
