@@ -5,6 +5,8 @@
     sda optimize RECIPE.yaml --data DAY_DIR... [--storage URL] [--warm-start EXPERIMENT] [--worker NAME]
     sda best EXPERIMENT [--storage URL]
     sda serve [--host 127.0.0.1] [--port 8910] [--storage URL]   (token: $SDA_SERVE_TOKEN)
+    sda promote --dataset DATASET (--status | --rollback [--reason TEXT])
+    sda export --dataset DATASET --out DIR
 """
 
 from __future__ import annotations
@@ -78,6 +80,38 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     best = _backend(args).best_assignments(args.experiment)
     print(json.dumps([b.__dict__ for b in best], indent=2, default=str))
+    return 0
+
+
+def _registry(dataset: str):
+    from recdp.spec import load_spec
+    from recdp.storage import DataRoot
+    from sda.promote import Registry
+    from sda.tracking import Tracking
+
+    spec = load_spec(dataset)
+    return spec, Registry(Tracking.from_env(DataRoot.from_env().mlflow()), spec.name)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    _, registry = _registry(args.dataset)
+    if args.rollback:
+        version = registry.rollback(args.reason)
+        print(f"{registry.name}: rolled back, version {version} is the champion again ({args.reason})")
+    champion = registry.champion()
+    print(json.dumps({"registered_model": registry.name, "champion": champion.version if champion else None,
+                      "tags": champion.tags if champion else None, "history": registry.history()},
+                     indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from recdp.storage import DataRoot
+    from sda.export import export_champion
+
+    spec, registry = _registry(args.dataset)
+    bundle = export_champion(registry, spec, DataRoot.from_env().vocab(spec.name), args.out)
+    print(f"exported {registry.name} champion to {bundle}")
     return 0
 
 
@@ -155,11 +189,22 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, default=8910)
     serve_parser.add_argument("--storage", default=storage, help="optimizer storage URL ($SDA_OPTIMIZER_STORAGE)")
     serve_parser.set_defaults(handler=cmd_serve)
+    promote_parser = commands.add_parser("promote", help="the champion of a dataset: status or rollback")
+    promote_parser.add_argument("--dataset", required=True)
+    action = promote_parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--status", action="store_true", help="print the champion and its history")
+    action.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    promote_parser.add_argument("--reason", default="rolled back by hand", help="recorded in the history")
+    promote_parser.set_defaults(handler=cmd_promote)
+    export_parser = commands.add_parser("export", help="the champion as a self-contained scoring bundle")
+    export_parser.add_argument("--dataset", required=True)
+    export_parser.add_argument("--out", type=Path, required=True)
+    export_parser.set_defaults(handler=cmd_export)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         return args.handler(args)
-    except (ValueError, ValidationError, FileNotFoundError, yaml.YAMLError, RuntimeError) as error:
+    except (ValueError, ValidationError, FileNotFoundError, LookupError, yaml.YAMLError, RuntimeError) as error:
         print(f"sda {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -256,10 +256,10 @@ class Registry:
 
     def rollback(self, reason: str) -> str:
         """Restore the champion before the current one; returns the version now serving."""
-        history = self.history()
         current = self.champion()
         if current is None:
             raise LookupError(f"{self.name} has no champion to roll back")
+        history = self.history()
         previous = next((h["previous"] for h in reversed(history)
                          if h["version"] == current.version and h["action"] == "promote"), None)
         if previous is None:
@@ -269,7 +269,12 @@ class Registry:
         return previous
 
     def history(self) -> list[dict[str, Any]]:
-        model = self.client.get_registered_model(self.name)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.name)
+        except MlflowException:
+            return []
         return json.loads(model.tags.get("recsys.champion_history", "[]"))
 
     def _record(self, entry: dict[str, Any]) -> None:

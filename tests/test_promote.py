@@ -179,3 +179,23 @@ def test_a_crash_between_registration_and_switch_keeps_the_champion(models, regi
     assert retried.returncode == 0, retried.stderr[-2000:]
     assert registry.champion().version == registered  # the retry reused the version and switched
     assert registry.find("run-crash") == registered
+
+
+def test_cli_status_rollback_and_export_errors(models, tmp_path, monkeypatch, capsys):
+    from sda.cli import main
+
+    day, paths = models
+    monkeypatch.setenv("RECSYS_DATA", str(tmp_path / "data"))
+    registry = Registry(Tracking.from_env(tmp_path / "data" / "mlflow"), "criteo")
+    assert main(["promote", "--dataset", "criteo", "--rollback"]) == 2
+    assert "has no champion to roll back" in capsys.readouterr().err
+    first = registry.register(paths["weak"], {}, {"recsys.day": "2026-04-09"}, "run-a")
+    registry.switch(first, "first", None)
+    second = registry.register(paths["good"], {}, {"recsys.day": "2026-04-10"}, "run-b")
+    registry.switch(second, "better", first)
+    assert main(["promote", "--dataset", "criteo", "--rollback", "--reason", "alerts fired"]) == 0
+    out = capsys.readouterr().out
+    assert f"version {first} is the champion again" in out
+    status = json.loads(out[out.index("{"):])
+    assert status["champion"] == first and status["history"][-1]["reason"] == "alerts fired"
+    assert main(["export", "--dataset", "no_such_dataset", "--out", str(tmp_path / "b")]) == 2
