@@ -1,6 +1,7 @@
 """`make demo`: generate sample partitions, run the retraining DAG for one day on embedded defaults, summarise.
 
-validate -> preprocess (spark-submit) -> advised recipe -> a small multi-metric experiment (4 trials).
+validate -> preprocess (spark-submit) -> advised recipe -> a small multi-metric experiment (4 trials)
+-> the chosen trial against the champion on the day's holdout -> promotion in the MLflow registry.
 
 Embedded defaults (set by the Makefile): AIRFLOW_HOME=var/airflow (SQLite), RECSYS_DATA=var/data,
 Spark local[*] through the spark_default connection. Nothing to start by hand.
@@ -54,7 +55,7 @@ def run_dag(dataset: str, day: dt.date, conf: dict) -> tuple[str, dict[str, str]
 def summary(root: DataRoot, dataset: str, day: dt.date, run_id: str, states: dict[str, str], seconds: float) -> str:
     lines = ["", "=" * 72, f"recsys_retrain demo: {dataset} day={day} in {seconds:.0f}s", "-" * 72]
     order = ["partition_ready", "validate", "gate_dry_run", "preprocess", "plan", "create_experiment",
-             "run_trial", "select_best"]
+             "run_trial", "select_best", "evaluate", "promote"]
     lines += [f"  {task:<18} {states.get(task, 'not run')}" for task in order]
     report = root.validation_report(dataset, day)
     if report:
@@ -101,6 +102,14 @@ def optimize_summary(root: DataRoot, run_id: str) -> list[str]:
     else:
         lines.append(f"no trial chosen: {best['reason']}")
     lines.append(f"recipe: {run_dir / 'recipe.yaml'}; Pareto plot: {best.get('pareto_plot')}")
+    decision_path = run_dir / "decision.json"
+    if decision_path.is_file():
+        decision = json.loads(decision_path.read_text())
+        applied = decision.get("applied") or {}
+        lines.append(f"decision: {decision['verdict']} ({decision['reason']})"
+                     + (f"; {applied['registered_model']} version {applied['version']} is the champion"
+                        if applied.get("version") else ""))
+        lines.append(f"  {decision_path}")
     lines.append(f"MLflow: .venv/bin/mlflow ui --backend-store-uri sqlite:///{root.mlflow() / 'mlflow.db'}")
     return lines
 
