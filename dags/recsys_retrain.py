@@ -135,17 +135,19 @@ def recsys_retrain():
     )
     @task
     def plan(target: dict[str, str]) -> dict:
-        from sda.retrain import NoTrainingData, RunRequest, plan_run
+        from sda.retrain import NoTrainingData, RunRequest, champion_auc, plan_run
 
         context = get_current_context()
         params = context["params"]
+        root = DataRoot.from_env()
         request = RunRequest(dataset=target["dataset"], day=target["day"], run_id=context["run_id"],
                              model=params["model"], window_days=params["training_window_days"],
                              budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
                              workers=TRIAL_WORKERS, min_delta=float(params["min_delta"]),
-                             bootstrap=bool(params["require_significance"]))
+                             bootstrap=bool(params["require_significance"]),
+                             champion_auc=champion_auc(_tracking(root), target["dataset"]))
         try:
-            return plan_run(DataRoot.from_env(), request).to_dict()
+            return plan_run(root, request).to_dict()
         except (NoTrainingData, ValueError) as error:
             raise AirflowFailException(str(error)) from error
 

@@ -9,12 +9,14 @@ and switch the MLflow registry's `champion` alias atomically.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,12 +249,29 @@ class Registry:
     def switch(self, version: str, reason: str, expected: str | None) -> None:
         """Point `champion` at `version` (one registry write), if the champion is still `expected`; the
         previous champion and the reason go into the history."""
-        current = self.champion()
-        if (current.version if current else None) != expected:
-            raise RuntimeError(f"the champion of {self.name} changed since evaluation "
-                               f"({expected} -> {current.version if current else None}); evaluate again")
-        self.client.set_registered_model_alias(self.name, CHAMPION, version)
-        self._record({"action": "promote", "version": version, "previous": expected, "reason": reason})
+        with self._lock():
+            current = self.champion()
+            if (current.version if current else None) != expected:
+                raise RuntimeError(f"the champion of {self.name} changed since evaluation "
+                                   f"({expected} -> {current.version if current else None}); evaluate again")
+            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+            self._record({"action": "promote", "version": version, "previous": expected, "reason": reason})
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise check-and-switch between runs (backfills with max_active_runs > 1) on the embedded
+        store; with a tracking server, the champion check still refuses a stale switch."""
+        if self.tracking.artifact_root is None:
+            yield
+            return
+        path = self.tracking.artifact_root.parent / f".{self.name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def rollback(self, reason: str) -> str:
         """Restore the champion before the current one; returns the version now serving."""
@@ -264,8 +283,9 @@ class Registry:
                          if h["version"] == current.version and h["action"] == "promote"), None)
         if previous is None:
             raise LookupError(f"{self.name} version {current.version} has no earlier champion to restore")
-        self.client.set_registered_model_alias(self.name, CHAMPION, previous)
-        self._record({"action": "rollback", "version": previous, "previous": current.version, "reason": reason})
+        with self._lock():
+            self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+            self._record({"action": "rollback", "version": previous, "previous": current.version, "reason": reason})
         return previous
 
     def history(self) -> list[dict[str, Any]]:

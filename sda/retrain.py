@@ -143,6 +143,14 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
                    experiment.parallel_bandwidth)
 
 
+def champion_auc(tracking: Tracking, dataset: str) -> float | None:
+    """The serving champion's AUC as recorded when it was chosen (the advisor's AUC threshold is this less
+    a tolerance), or None without a champion."""
+    record = Registry(tracking, dataset).champion()
+    value = record.tags.get("recsys.metric.auc") if record else None
+    return float(value) if value else None
+
+
 def previous_experiment(root: DataRoot, dataset: str, model: str, day: str) -> str | None:
     """The experiment of the newest earlier day that selected a best trial (for a warm start)."""
     folder = root.experiments() / HISTORY / dataset / model
