@@ -188,7 +188,7 @@ class Registry:
             version = self.client.get_model_version_by_alias(self.name, CHAMPION)
         except MlflowException:
             return None
-        return ChampionRecord(version.version, dict(version.tags), version.source)
+        return ChampionRecord(str(version.version), dict(version.tags), version.source)  # MLflow mixes int and str
 
     def champion_model(self, destination: Path) -> Path:
         """Download the champion's model.pt (verified against its recorded digest)."""
@@ -207,7 +207,7 @@ class Registry:
     def find(self, run_key: str) -> str | None:
         """The version an earlier attempt of this run registered, if any (a retry reuses it)."""
         versions = self.client.search_model_versions(f"name = '{self.name}' and tags.`recsys.run` = '{run_key}'")
-        return max((v.version for v in versions), key=int) if versions else None
+        return str(max((v.version for v in versions), key=int)) if versions else None
 
     def register(self, model_path: Path, files: dict[str, Any], tags: dict[str, str], run_key: str) -> str:
         """A new model version whose artifacts are complete before it exists: model.pt and JSON files are
@@ -244,7 +244,7 @@ class Registry:
         version = self.client.create_model_version(
             self.name, source, run_id=run.info.run_id,
             tags={**tags, "recsys.run": run_key, "recsys.model_sha256": digest})
-        return version.version
+        return str(version.version)
 
     def switch(self, version: str, reason: str, expected: str | None) -> None:
         """Point `champion` at `version` (one registry write), if the champion is still `expected`; the
@@ -254,7 +254,7 @@ class Registry:
             if (current.version if current else None) != expected:
                 raise RuntimeError(f"the champion of {self.name} changed since evaluation "
                                    f"({expected} -> {current.version if current else None}); evaluate again")
-            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
             self._record({"action": "promote", "version": version, "previous": expected, "reason": reason})
 
     @contextmanager

