@@ -21,7 +21,7 @@ BENCH_ROWS ?= 1000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint bench-preprocess bench-train bench-quality bench-hpo clean
+.PHONY: venv demo test lint bench-preprocess bench-train bench-quality bench-hpo bench-dashboard ui clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,9 @@ bench-quality: venv
 
 bench-hpo: venv
 	$(BIN)/python scripts/bench_hpo.py $(BENCH_HPO_ARGS)
+
+bench-dashboard: venv
+	$(BIN)/python scripts/bench_dashboard.py
 
 clean:
 	rm -rf var/

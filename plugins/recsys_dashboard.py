@@ -27,10 +27,9 @@ def dashboard_app():
 
     from recdp.storage import DataRoot
     from sda.dashboard import create_dashboard_app
-    from sda.tracking import Tracking
 
-    root = DataRoot.from_env()
-    return create_dashboard_app(root, Tracking.from_env(root.mlflow()), auth=requires_authenticated())
+    return create_dashboard_app(DataRoot.from_env(), os.environ.get("MLFLOW_TRACKING_URI"),
+                                auth=requires_authenticated())
 
 
 def _xcom(ti_key, task_id: str):

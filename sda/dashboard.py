@@ -22,14 +22,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from recdp.spec import NAME_PATTERN
 from recdp.storage import DataRoot, StorageError, parse_day
-from sda.promote import Registry
 from sda.records import as_dicts, champion_history, run_detail, timeline
-from sda.tracking import Tracking
 
 PAGE = Path(__file__).with_name("dashboard.html")
 
 
-def create_dashboard_app(root: DataRoot, tracking: Tracking, auth: Any = None) -> FastAPI:
+def create_dashboard_app(root: DataRoot, tracking_uri: str | None = None, auth: Any = None) -> FastAPI:
+    """`tracking_uri`: MLflow's (None: the embedded store under `root`). Torch and MLflow load on the
+    first champion request, not when Airflow imports the plugin."""
     dependencies = [Depends(auth)] if auth is not None else []
     app = FastAPI(title="Recsys retraining", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=dependencies)
@@ -65,6 +65,10 @@ def create_dashboard_app(root: DataRoot, tracking: Tracking, auth: Any = None) -
 
     @app.get("/api/champion")
     def champion(dataset: str) -> dict:
+        from sda.promote import Registry
+        from sda.tracking import Tracking
+
+        tracking = Tracking(tracking_uri) if tracking_uri else Tracking.from_env(root.mlflow())
         return champion_history(Registry(tracking, dataset_of(dataset)))
 
     @app.get("/docs/{dataset}/{day}/{path:path}")
