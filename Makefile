@@ -55,6 +55,9 @@ bench-quality: venv
 bench-hpo: venv
 	$(BIN)/python scripts/bench_hpo.py $(BENCH_HPO_ARGS)
 
+ui: venv
+	$(BIN)/airflow standalone
+
 bench-dashboard: venv
 	$(BIN)/python scripts/bench_dashboard.py
 

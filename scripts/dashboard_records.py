@@ -22,6 +22,12 @@ def _write(path: Path, document) -> None:
     path.write_text(json.dumps(document) if path.suffix == ".json" else yaml.safe_dump(document))
 
 
+def _dominated(result: dict, others: list[dict]) -> bool:
+    auc, seconds = result["metrics"]["auc"], result["metrics"]["training_time"]
+    return any(o is not result and o["metrics"]["auc"] >= auc and o["metrics"]["training_time"] <= seconds
+               for o in others)
+
+
 def generate_records(root: DataRoot, dataset: str, start: dt.date, days: int, trials: int = 8,
                      seed: int = 0) -> list[str]:
     """Write `days` days of records; returns the run ids, oldest first."""
@@ -62,7 +68,7 @@ def generate_records(root: DataRoot, dataset: str, start: dt.date, days: int, tr
             _write(run_dir / "trials" / f"trial-{number}" / "result.json", result)
             if ok:
                 observed.append(result)
-        front = sorted(observed, key=lambda r: -r["metrics"]["auc"])[:3]
+        front = sorted((r for r in observed if not _dominated(r, observed)), key=lambda r: -r["metrics"]["auc"])
         best = front[0] if front else None
 
         def entry(result):
