@@ -85,8 +85,9 @@ def airflow(tmp_path_factory):
     from sda.tracking import Tracking
 
     root = DataRoot(data)
-    generate_records(root, "criteo", dt.date(2026, 2, 1), 30)
-    registry = Registry(Tracking.from_env(root.mlflow()), "criteo")
+    # A month of another dataset's history (the real run below is criteo's, with a registry of its own).
+    generate_records(root, "shop_clicks", dt.date(2026, 2, 1), 30)
+    registry = Registry(Tracking.from_env(root.mlflow()), "shop_clicks")
     model = home / "model.pt"
     for number, day in enumerate(("2026-02-10", "2026-02-20", "2026-02-28"), 1):
         model.write_bytes(f"model trained up to {day}".encode())
@@ -107,7 +108,7 @@ def airflow(tmp_path_factory):
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
            "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(), "AIRFLOW__API__SECRET_KEY": os.urandom(16).hex(),
-           "PYTHONPATH": str(PROJECT_ROOT)}
+           "RECSYS_MLFLOW_UI": "http://mlflow.test", "PYTHONPATH": str(PROJECT_ROOT)}
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
     port = free_port()
     log = open(home / "api-server.log", "w")
@@ -136,11 +137,11 @@ def airflow(tmp_path_factory):
 
 def test_the_dashboard_is_behind_airflow_authentication(airflow):
     base, token, _, _ = airflow
-    for path in ("/recsys/", "/recsys/api/datasets", "/recsys/api/timeline?dataset=criteo"):
+    for path in ("/recsys/", "/recsys/api/datasets", "/recsys/api/timeline?dataset=shop_clicks"):
         assert requests.get(base + path, timeout=30).status_code == 401, path
         assert requests.get(base + path, headers={"Authorization": "Bearer not-a-token"}, timeout=30).status_code == 403
-    allowed = requests.get(f"{base}/recsys/api/timeline?dataset=criteo", headers={"Authorization": f"Bearer {token}"},
-                           timeout=30)
+    allowed = requests.get(f"{base}/recsys/api/timeline?dataset=shop_clicks",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert allowed.status_code == 200 and len(allowed.json()) == 30
     plugins = requests.get(f"{base}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
     views = [v for p in plugins["plugins"] for v in p["external_views"]]
@@ -179,7 +180,7 @@ def test_the_page_renders_in_chromium(airflow, tmp_path):
         page.wait_for("document.querySelectorAll('#pareto circle').length > 0")
         page.wait_for("document.querySelector('#champion').innerText.includes('version')")
         champion = page.evaluate("document.querySelector('#champion').innerText")
-        assert "recsys_criteo version 2" in champion and "rollback" in champion and "alerts after" in champion
+        assert "recsys_shop_clicks version 2" in champion and "rollback" in champion and "alerts after" in champion
         timeline = page.evaluate("document.querySelector('#timeline').innerText")
         assert "2026-03-02" in timeline and "failed" in timeline and "promote" in timeline
         assert "✕ failed" in page.evaluate("document.querySelector('#pareto').textContent")
@@ -198,23 +199,36 @@ def test_the_page_renders_in_chromium(airflow, tmp_path):
         browser.wait(timeout=30)
 
 
-def test_the_validate_task_links_to_its_data_docs(airflow):
-    """A dry run (validate only) of the real DAG in the same Airflow, then the task's extra link."""
+@pytest.mark.spark
+def test_task_links_lead_to_data_docs_and_mlflow(airflow):
+    """A real run of the DAG (2 trials) in the same Airflow, then the tasks' extra links."""
     base, token, env, data = airflow
     from recdp.spec import load_spec
     from recdp.storage import DataRoot
     from recdp.synth import SynthConfig, generate_day
 
     day = "2026-03-05"
-    generate_day(load_spec("criteo"), DataRoot(data), dt.date.fromisoformat(day), SynthConfig(rows=3000))
+    generate_day(load_spec("criteo"), DataRoot(data), dt.date.fromisoformat(day), SynthConfig(rows=5000))
     run = subprocess.run([str(AIRFLOW), "dags", "test", "recsys_retrain", "-c",
-                          json.dumps({"day": day, "dry_run": True})], env=env, capture_output=True, text=True)
+                          json.dumps({"day": day, "max_trials": 2, "budget_seconds": 300})],
+                         env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     auth = {"Authorization": f"Bearer {token}"}
     runs = requests.get(f"{base}/api/v2/dags/recsys_retrain/dagRuns", headers=auth, timeout=30).json()["dag_runs"]
     run_id = runs[-1]["dag_run_id"]
-    links = requests.get(f"{base}/api/v2/dags/recsys_retrain/dagRuns/{run_id}/taskInstances/validate/links",
-                         headers=auth, timeout=30).json()["extra_links"]
-    assert links == {"Data Docs": f"/recsys/docs/criteo/{day}/index.html", "MLflow": None}  # None: not shown
-    docs = requests.get(base + links["Data Docs"], headers=auth, timeout=30)
+
+    def links(task: str, map_index: int = -1) -> dict:
+        url = f"{base}/api/v2/dags/recsys_retrain/dagRuns/{run_id}/taskInstances/{task}/links"
+        return requests.get(url, params={"map_index": map_index}, headers=auth, timeout=30).json()["extra_links"]
+
+    validate = links("validate")
+    assert validate == {"Data Docs": f"/recsys/docs/criteo/{day}/index.html", "MLflow": None}  # None: not shown
+    docs = requests.get(base + validate["Data Docs"], headers=auth, timeout=30)
     assert docs.status_code == 200 and "expectation" in docs.text.lower()
+    trial = links("run_trial", 0)["MLflow"]
+    assert trial.startswith("http://mlflow.test/#/runs/") and len(trial.rsplit("/", 1)[1]) == 32
+    experiment = links("promote")["MLflow"]
+    assert experiment.startswith("http://mlflow.test/#/experiments?searchFilter=recsys_retrain")
+    # The run is on the dashboard too, with its decision.
+    days = requests.get(f"{base}/recsys/api/timeline?dataset=criteo&limit=5", headers=auth, timeout=30).json()
+    assert days[0]["day"] == day and days[0]["runs"][-1]["verdict"] in ("promote", "keep")
