@@ -60,7 +60,8 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 def _backend(args: argparse.Namespace):
     from sda.hpo import LocalBackend
 
-    return LocalBackend(args.storage, seed=getattr(args, "seed", None))
+    return LocalBackend(args.storage, seed=getattr(args, "seed", None),
+                        stale_after_seconds=float(os.environ.get("SDA_STALE_SECONDS", "300")))
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:

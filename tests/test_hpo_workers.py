@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -34,11 +37,11 @@ def postgres_url():
         admin.close()
 
 
-def _run_two_workers(tmp_path: Path, storage: str) -> list[optuna.trial.FrozenTrial]:
-    day = make_processed_day(tmp_path, rows=12_000)
+def _run_two_workers(tmp_path: Path, storage: str, kill_first: bool = False) -> list[optuna.trial.FrozenTrial]:
+    day = make_processed_day(tmp_path, rows=60_000 if kill_first else 12_000)
     document = {
         "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]},
-        "training": {"batch_size": 128, "eval_every": 0.5},
+        "training": {"batch_size": 128, "eval_every": 0.5, "epochs": 3 if kill_first else 1},
         "experiment": {"name": "shared", "observation_budget": BUDGET, "parallel_bandwidth": BANDWIDTH,
                        "parameters": [{"name": "learning_rate", "type": "double", "transformation": "log",
                                        "bounds": {"min": 0.001, "max": 0.05}}],
@@ -48,23 +51,42 @@ def _run_two_workers(tmp_path: Path, storage: str) -> list[optuna.trial.FrozenTr
     recipe_path.write_text(yaml.safe_dump(document))
     LocalBackend(storage).create(parse_recipe(document).experiment)
     sda = Path(sys.executable).parent / "sda"
+    env = {**os.environ, "SDA_STALE_SECONDS": "4"}
     workers = [subprocess.Popen([str(sda), "optimize", str(recipe_path), "--data", str(day), "--storage", storage,
-                                 "--worker", name, "--seed", str(seed)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                 "--worker", name, "--seed", str(seed)], stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / f"{name}.log", "w"), env=env)
                for seed, name in enumerate(("w1", "w2"))]
+    study = optuna.load_study(study_name="shared", storage=LocalBackend(storage).storage)
+    if kill_first:  # kill -9 w1 in the middle of a trial: after its first heartbeat
+        deadline = time.monotonic() + 300
+        def w1_training() -> bool:
+            return any(t.user_attrs.get("suggestion_metadata", {}).get("worker") == "w1" and "heartbeat" in t.user_attrs
+                       for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)))
+
+        while not w1_training():
+            assert time.monotonic() < deadline and workers[0].poll() is None, (tmp_path / "w1.log").read_text()
+            time.sleep(0.2)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        workers = workers[1:]
     for worker in workers:
-        out, err = worker.communicate(timeout=600)
-        assert worker.returncode == 0, err[-3000:]
-    return optuna.load_study(study_name="shared", storage=LocalBackend(storage).storage).trials
+        worker.wait(timeout=600)
+        assert worker.returncode == 0, (tmp_path / "w2.log").read_text()[-3000:]
+    return study.get_trials()
 
 
-def _check_shared_run(trials: list[optuna.trial.FrozenTrial]) -> None:
+def _check_shared_run(trials: list[optuna.trial.FrozenTrial], killed: bool = False) -> None:
     observed = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(observed) == BUDGET  # nothing lost, nothing beyond the budget
     assert len({t.number for t in observed}) == BUDGET  # no trial observed twice
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     by_worker = {t.user_attrs["suggestion_metadata"]["worker"] for t in observed}
-    assert by_worker == {"w1", "w2"}  # both did work
+    assert by_worker == {"w1", "w2"} or (killed and by_worker == {"w2"})
+    if killed:  # the killed worker's trial was abandoned (not counted) and its assignments run by the other
+        [lost] = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+        assert lost.user_attrs["released"] == "abandoned"
+        assert lost.user_attrs["suggestion_metadata"]["worker"] == "w1"
+        assert any(t.params == lost.params and t.user_attrs["suggestion_metadata"]["worker"] == "w2" for t in observed)
     # At no moment were more than parallel_bandwidth trials open.
     events = sorted([(t.datetime_start, 1) for t in observed] + [(t.datetime_complete, -1) for t in observed])
     open_now = peak = 0
@@ -81,3 +103,8 @@ def test_two_workers_share_an_sqlite_experiment(tmp_path):
 @pytest.mark.integration
 def test_two_workers_share_a_postgres_experiment(tmp_path, postgres_url):
     _check_shared_run(_run_two_workers(tmp_path, postgres_url))
+
+
+@pytest.mark.integration
+def test_a_killed_worker_s_trial_is_abandoned_and_suggested_again(tmp_path, postgres_url):
+    _check_shared_run(_run_two_workers(tmp_path, postgres_url, kill_first=True), killed=True)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -36,6 +38,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 EXPERIMENT_ATTR = "sigopt_experiment"
 CREATED_ATTR = "created"
 RELEASED_ATTR = "released"
+HEARTBEAT_ATTR = "heartbeat"
 FAILED_CONSTRAINT = "observation_failed"
 
 
@@ -59,10 +62,48 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
 
 
 class LocalBackend:
-    def __init__(self, storage: str, seed: int | None = None) -> None:
+    def __init__(self, storage: str, seed: int | None = None, stale_after_seconds: float = 300.0) -> None:
         self.storage_url = storage
         self.storage = _storage(storage)
         self.seed = seed
+        # An open suggestion whose worker sent no heartbeat for this long is abandoned (its worker died).
+        self.stale_after_seconds = stale_after_seconds
+
+    @contextmanager
+    def keep_alive(self, experiment_id: str, suggestion_id: int) -> Iterator[None]:
+        """Heartbeats for an open suggestion while its worker trains it; a worker killed mid-trial stops
+        them, and the next suggest() by any worker abandons the suggestion (it is suggested again)."""
+        study, _ = self._open(experiment_id)
+        trial_id = self._running(study, suggestion_id)._trial_id
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                try:
+                    self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+                except (RuntimeError, ValueError):  # observed (or released) meanwhile: nothing to keep alive
+                    return
+                stop.wait(self.stale_after_seconds / 4)
+
+        beat_thread = threading.Thread(target=beat, name=f"heartbeat-{suggestion_id}", daemon=True)
+        beat_thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat_thread.join()
+
+    def _abandon_stale(self, study: optuna.Study) -> None:
+        now = time.time()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+            if beat is not None and now - beat > self.stale_after_seconds:
+                log.warning("suggestion %d: no heartbeat for %.0fs, its worker is gone: abandoned",
+                            trial.number, now - beat)
+                try:
+                    self._release(study, trial, "abandoned", requeue=trial.params)
+                except (RuntimeError, ValueError):  # another worker released it first
+                    continue
 
     # -- experiments --------------------------------------------------------------------------------------
     def create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]] = (),
@@ -126,6 +167,7 @@ class LocalBackend:
         """The next suggestion (or one with the given `assignments`). `strict=False` gives SigOpt's API
         behaviour, where observation_budget and parallel_bandwidth are advice, not limits."""
         study, experiment = self._open(experiment_id)
+        self._abandon_stale(study)
         if strict:
             self._check_room(study, experiment)
         if assignments:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
@@ -179,7 +180,9 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
         if suggestion is None:
             break
         model_dir = Path(model_root) / f"trial-{suggestion.id}" if model_root else None
-        outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir)
+        keep_alive = getattr(backend, "keep_alive", None)  # heartbeats, where the backend detects dead workers
+        with keep_alive(experiment_id, suggestion.id) if keep_alive else contextlib.nullcontext():
+            outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir)
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
