@@ -21,7 +21,7 @@ BENCH_ROWS ?= 1000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint bench-preprocess bench-train bench-quality bench-hpo bench-dashboard ui clean
+.PHONY: venv demo test lint bench-preprocess bench-train bench-quality bench-hpo bench-dashboard bench-scale ui clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,9 @@ bench-hpo: venv
 
 ui: venv
 	$(BIN)/airflow standalone
+
+bench-scale: venv
+	$(BIN)/python scripts/bench_scale.py
 
 bench-dashboard: venv
 	$(BIN)/python scripts/bench_dashboard.py

@@ -17,9 +17,9 @@ from recdp.storage import DataRoot  # noqa: E402
 from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 
-def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date]) -> list[str]:
+def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date], master: str = "local[*]") -> list[str]:
     """The spark-submit command of the preprocessing job over `days` (validation check skipped)."""
-    return [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[*]",
+    return [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
             "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
             str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", spec.name,
             "--skip-validation-check", *[x for day in days for x in ("--day", day.isoformat())]]

@@ -1,0 +1,101 @@
+"""`make bench-scale`: how the cost grows with cores and workers, on the same data in one run.
+
+- Preprocessing: the Spark job over the same generated day with local[1], local[2] and local[4].
+- Trials: the same 8-trial experiment run by 1, 2 and 4 `sda optimize --worker` processes sharing one
+  optimizer store (each trial with its share of the cores).
+Writes var/bench/scale.json; ratios are against 1 core / 1 worker. This machine has 2 cores: 4 is
+oversubscribed on purpose, to show where adding workers stops paying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from recdp.spec import load_spec  # noqa: E402
+from recdp.storage import DataRoot  # noqa: E402
+from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
+
+DAY = dt.date(2026, 5, 3)
+LEVELS = (1, 2, 4)
+
+
+def preprocess_seconds(data: DataRoot, master: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(spark_submit_preprocess(load_spec("criteo"), [DAY], master),
+                   env={**os.environ, "RECSYS_DATA": str(data.root)}, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def trials_seconds(work: Path, day_dir: Path, workers: int, trials: int) -> float:
+    cores = os.cpu_count() or 1
+    recipe = {
+        "model": {"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [64, 16], "top_mlp": [64, 32]},
+        "training": {"batch_size": 512, "eval_every": None, "threads": max(1, cores // workers)},
+        "experiment": {"name": f"scale-{workers}", "observation_budget": trials, "parallel_bandwidth": workers,
+                       "parameters": [{"name": "learning_rate", "type": "double", "transformation": "log",
+                                       "bounds": {"min": 0.001, "max": 0.004}}],
+                       "metrics": [{"name": "auc"}, {"name": "training_time", "objective": "minimize"}]},
+    }
+    path = work / f"scale-{workers}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    storage = f"sqlite:///{work / f'scale-{workers}.db'}"
+    (work / f"scale-{workers}.db").unlink(missing_ok=True)
+    sda = Path(sys.executable).parent / "sda"
+    started = time.perf_counter()
+    processes = [subprocess.Popen([str(sda), "optimize", str(path), "--data", str(day_dir), "--storage", storage,
+                                   "--worker", f"w{i}", "--seed", str(i)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for i in range(workers)]
+    for process in processes:
+        if process.wait() != 0:
+            raise SystemExit(f"a worker of the {workers}-worker run failed")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
+    args = parser.parse_args()
+    folder = args.work / "scale_data"
+    data = DataRoot(folder.resolve())
+    ensure_generated(load_spec("criteo"), data, DAY, args.rows)
+    preprocess = {}
+    for cores in LEVELS:
+        preprocess[cores] = round(preprocess_seconds(data, f"local[{cores}]"), 1)
+        print(f"preprocess {args.rows} rows on local[{cores}]: {preprocess[cores]} s", flush=True)
+    day_dir = data.processed("criteo", DAY)
+    trials = {}
+    for workers in LEVELS:
+        trials[workers] = round(trials_seconds(args.work, day_dir, workers, args.trials), 1)
+        print(f"{args.trials} trials with {workers} worker(s): {trials[workers]} s", flush=True)
+    report = {
+        "benchmark": "scale", "rows": args.rows, "trials": args.trials, "machine_cores": os.cpu_count(),
+        "preprocess_seconds": preprocess, "trial_seconds": trials,
+        "preprocess_speedup": {c: round(preprocess[1] / preprocess[c], 2) for c in LEVELS},
+        "trials_per_minute": {w: round(60 * args.trials / trials[w], 2) for w in LEVELS},
+        "trial_speedup": {w: round(trials[1] / trials[w], 2) for w in LEVELS},
+    }
+    out = args.work / "scale.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\n{'level':<7}{'preprocess s':>14}{'speedup':>9}{'8 trials s':>12}{'trials/min':>12}{'speedup':>9}")
+    for level in LEVELS:
+        print(f"{level:<7}{preprocess[level]:>14.1f}{report['preprocess_speedup'][level]:>8.2f}x"
+              f"{trials[level]:>12.1f}{report['trials_per_minute'][level]:>12.2f}{report['trial_speedup'][level]:>8.2f}x")
+    print(f"wrote {out} ({os.cpu_count()} cores here: levels above it are oversubscribed)")
+
+
+if __name__ == "__main__":
+    main()
