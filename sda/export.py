@@ -54,7 +54,10 @@ def export_champion(registry: Registry, spec: DatasetSpec, vocab_root: Path, des
     record = registry.champion()
     if record is None:
         raise LookupError(f"{registry.name} has no champion to export")
-    version = int(record.tags.get("recsys.vocab_version", "0"))
+    if "recsys.vocab_version" not in record.tags:
+        raise ValueError(f"{registry.name} version {record.version} has no vocabulary version tag: "
+                         "its bundle could not map values to ids")
+    version = int(record.tags["recsys.vocab_version"])
     with tempfile.TemporaryDirectory() as tmp, staged_directory(Path(destination)) as staging:
         model, config, shape = load_model(registry.champion_model(Path(tmp)))
         if tuple(shape.categorical_columns) != tuple(spec.categorical):

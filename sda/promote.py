@@ -273,6 +273,10 @@ class Registry:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def record_promotion(self, version: str, previous: str | None, reason: str) -> None:
+        with self._lock():
+            self._record({"action": "promote", "version": version, "previous": previous, "reason": reason})
+
     def rollback(self, reason: str) -> str:
         """Restore the champion before the current one; returns the version now serving."""
         current = self.champion()
@@ -345,8 +349,11 @@ def promote(registry: Registry, challenger: Challenger, decision: Decision, run_
         return None
     record = registry.champion()
     version = registry.register(challenger.model_path, files, challenger.lineage, run_key)
-    if record is not None and record.version == version:
-        return version  # a retry after the switch: already done
+    if record is not None and record.version == version:  # a retry after the switch
+        if not any(h["action"] == "promote" and h["version"] == version for h in registry.history()):
+            registry.record_promotion(version, decision.champion.version if decision.champion else None,
+                                      decision.reason)  # the crash came between the switch and its record
+        return version
     if before_switch is not None:
         before_switch(version)
     registry.switch(version, decision.reason, decision.champion.version if decision.champion else None)

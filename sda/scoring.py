@@ -71,8 +71,8 @@ class BundleScorer:
         keys, ids = self.vocab[column]
         if self.meta["hex_categoricals"]:
             codes = np.array([_hex(v) for v in values], dtype=np.int64)
-        else:
-            codes = np.array(values, dtype=keys.dtype if len(keys) else "U1")
+        else:  # Python strings: a fixed-width array would cut longer values down to a known key
+            keys, codes = keys.astype(object), np.array(values, dtype=object)
         result = np.full(len(values), OOV_ID, dtype=np.int64)
         if len(keys):
             where = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)

@@ -72,3 +72,12 @@ def test_the_exported_champion_scores_the_200_real_rows(spark, criteo, data_root
     np.testing.assert_allclose(scorer.score(unlabelled), scores, rtol=1e-6)
     with pytest.raises(ValueError, match="line 2: 3 fields"):
         scorer.score([lines[0], "1\t2\t3"])
+
+
+def test_unknown_strings_are_not_cut_down_to_a_known_key():
+    from sda.scoring import BundleScorer
+
+    scorer = BundleScorer.__new__(BundleScorer)  # the lookup alone, on a string vocabulary
+    scorer.meta = {"hex_categoricals": False}
+    scorer.vocab = {"c": (np.array(["ab", "abc"]), np.array([2, 3]))}
+    assert list(scorer._ids("c", ["abc", "abcdef", "ab", "", "zz"])) == [3, 1, 2, 0, 1]

@@ -301,3 +301,12 @@ def test_layer_widths_are_tuned_as_categorical_values():
     })
     model, _ = configs_for(recipe, {"top_mlp": "128-64"})
     assert list(model.top_mlp) == [128, 64]
+
+
+def test_a_suggestion_with_assignments_gets_exactly_them_even_with_a_queue(backend):
+    backend.create(experiment(parallel_bandwidth=5), warm_start=[{"learning_rate": 0.05, "batch_size": 256}])
+    wanted = {"learning_rate": 0.002, "batch_size": 1024, "optimizer": "adagrad", "capacity": "small"}
+    manual = backend.suggest("exp", strict=False, assignments=wanted)
+    assert manual.assignments == wanted
+    queued = backend.suggest("exp")  # the warm start is still queued, for the next ordinary suggestion
+    assert queued.assignments["learning_rate"] == 0.05 and queued.assignments["batch_size"] == 256

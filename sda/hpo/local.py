@@ -83,6 +83,8 @@ class LocalBackend:
                     self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
                 except (RuntimeError, ValueError):  # observed (or released) meanwhile: nothing to keep alive
                     return
+                except Exception as error:  # the store is briefly unreachable: keep beating, or the trial is lost
+                    log.warning("heartbeat of suggestion %d not written: %s", suggestion_id, error)
                 stop.wait(self.stale_after_seconds / 4)
 
         beat_thread = threading.Thread(target=beat, name=f"heartbeat-{suggestion_id}", daemon=True)
@@ -170,9 +172,7 @@ class LocalBackend:
         self._abandon_stale(study)
         if strict:
             self._check_room(study, experiment)
-        if assignments:
-            study.enqueue_trial(assignments)
-        trial = study.ask()
+        trial = self._claim(study, assignments) if assignments else study.ask()
         if metadata:
             trial.set_user_attr("suggestion_metadata", metadata)
         try:
@@ -190,6 +190,16 @@ class LocalBackend:
             if all(assignments.get(name) in values for name, values in conditions.items()):
                 assignments[parameter.name] = _sample(trial, parameter)
         return Suggestion(trial.number, assignments, metadata)
+
+    def _claim(self, study: optuna.Study, assignments: dict[str, Any]) -> Trial:
+        """A new open suggestion with exactly these assignments. (ask() would hand out the oldest queued
+        trial, which may be another's: the one queued here is claimed by its id instead.)"""
+        study.enqueue_trial(assignments)
+        mine = max((t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                    if t.system_attrs.get("fixed_params") == assignments), key=lambda t: t.number)
+        if not self.storage.set_trial_state_values(mine._trial_id, TrialState.RUNNING):
+            raise OptimizerError("another worker took the suggestion being created: ask again")
+        return Trial(study, mine._trial_id)
 
     def _check_room(self, study: optuna.Study, experiment: Experiment, mine: int | None = None) -> None:
         """Without `mine`: is there room for one more suggestion? With it: is `mine` within the room, counting

@@ -95,6 +95,14 @@ class SigOptBackend:
                                     f"parallel_bandwidth is {bandwidth}")
         created = self._call("create a suggestion", self._api(experiment_id).suggestions().create,
                              metadata=metadata or None)
+        # Workers racing past the checks above: the lower suggestion ids keep the places, the others withdraw.
+        rank = sorted(s.id for s in self.open_suggestions(experiment_id)).index(int(created.id))
+        budget = progress.observation_budget
+        if rank >= bandwidth or (budget is not None and progress.observation_count + rank >= budget):
+            self._call("withdraw a suggestion", self._api(experiment_id).suggestions(created.id).delete)
+            if rank >= bandwidth:
+                raise BandwidthExceeded(f"experiment {experiment_id!r}: parallel_bandwidth {bandwidth} is in use")
+            raise BudgetExhausted(f"experiment {experiment_id!r}: observation_budget {budget} is spent")
         return Suggestion(int(created.id), dict(created.assignments), dict(created.metadata or {}) or None)
 
     def open_suggestions(self, experiment_id: str) -> list[Suggestion]:

@@ -314,7 +314,12 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
         else:
             raise ApiError(400, "an observation needs a suggestion or assignments")
         reason = str(metadata.get("failed_reason")) if failed and metadata and "failed_reason" in metadata else None
-        service.backend.observe(key, number, parsed, failed=failed, reason=reason, metadata=metadata)
+        try:
+            service.backend.observe(key, number, parsed, failed=failed, reason=reason, metadata=metadata)
+        except OptimizerError:
+            if "suggestion" not in body:  # the suggestion opened for these assignments must not stay open
+                service.backend.abandon(key, number, requeue=False)
+            raise
         return _observation(experiment_id, key, number)
 
     def _mark_without_suggestion(key: str, number: int) -> None:
