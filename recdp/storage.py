@@ -104,11 +104,16 @@ def run_key(run_id: str) -> str:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON so that readers see the old file or the whole new one, never a part."""
+    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True, default=str)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -19,12 +19,11 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recdp.storage import DataRoot, parse_day, run_key, write_json_atomic
+from recdp.storage import DataRoot, parse_day, run_key, write_json_atomic, write_text_atomic
 from sda.advisors import AdviceRequest, advise
 from sda.hpo.backend import Observation, OptimizerBackend
 from sda.hpo.runner import check_metrics, next_suggestion, run_trial, spent_training_seconds
@@ -133,7 +132,7 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
     recipe = _named(advise(advice), request, day_dirs)
     run_dir = root.experiment_run(request.run_id)
     recipe_path = run_dir / "recipe.yaml"
-    _write_text_atomic(recipe_path, dump_recipe(recipe))
+    write_text_atomic(recipe_path, dump_recipe(recipe))
     experiment = recipe.experiment
     log.info("recipe for %s day=%s on %d day(s): model %s, %d observations, bandwidth %d, %.0f training s -> %s",
              request.dataset, request.day, len(day_dirs), request.model, experiment.observation_budget,
@@ -308,13 +307,6 @@ def plot_pareto(experiment, observations: list[Observation], front: list[Observa
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # -- promotion ------------------------------------------------------------------------------------------------
