@@ -4,8 +4,10 @@ partition_ready -> validate -> gate_dry_run -> preprocess (spark-submit)
     -> plan (advised recipe) -> create_experiment -> run_trial x N (at most RECSYS_TRIAL_WORKERS at once)
     -> select_best -> evaluate (challenger vs champion, same holdout) -> promote (registry alias switch)
 
-The run's partition is its data interval's start day (daily, catchup on, so backfills retrain history),
-or the `day` Param of a UI trigger. This file only wires tasks; the work lives in recdp/ and sda/.
+The run's partition is its data interval's start day, or the `day` Param of a UI trigger. Unpausing the DAG
+retrains the latest day only (catchup off, as in Airflow 3's default); history is retrained on purpose with
+`airflow backfill create`. RECSYS_START_DATE and RECSYS_CATCHUP change that. This file only wires tasks; the
+work lives in recdp/ and sda/.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ PREPROCESS_JOB = PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"
 SPARK_PROPERTIES = PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"
 # Trials of one run that may train at once (Airflow slots); the advisor sizes parallel_bandwidth to it.
 TRIAL_WORKERS = int(os.environ.get("RECSYS_TRIAL_WORKERS", "2"))
+# The first day the schedule covers, and whether unpausing runs every day since (catchup) or the latest only.
+START_DATE = pendulum.parse(os.environ.get("RECSYS_START_DATE", "2026-01-01"), tz="UTC")
+CATCHUP = os.environ.get("RECSYS_CATCHUP", "false").strip().lower() in ("1", "true", "yes")
 
 
 class PartitionNotReady(Exception):
@@ -53,8 +58,8 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
     dag_id="recsys_retrain",
     description="Validate, preprocess and retrain a CTR model on one day partition",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=True,
+    start_date=START_DATE,
+    catchup=CATCHUP,
     max_active_runs=int(os.environ.get("RECSYS_MAX_ACTIVE_RUNS", "1")),
     default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
     dagrun_timeout=timedelta(hours=12),

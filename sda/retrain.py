@@ -333,9 +333,16 @@ def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
     """decision.json: the chosen trial against the champion on the run's holdout (the newest day's test
     split, which neither trained on), by the recipe's promotion policy."""
     run_dir = Path(plan.run_dir)
-    best = json.loads((run_dir / "best.json").read_text())
-    recipe = load_recipe(Path(plan.recipe_path))
+    best_bytes = (run_dir / "best.json").read_bytes()
+    best = json.loads(best_bytes)
+    best_sha256 = hashlib.sha256(best_bytes).hexdigest()
     registry = Registry(tracking, plan.dataset)
+    earlier = _standing_decision(run_dir / "decision.json", best_sha256, registry)
+    if earlier is not None:
+        log.info("decision for %s day=%s stands (a rerun): %s (%s)", plan.dataset, plan.day, earlier["verdict"],
+                 earlier["reason"])
+        return earlier
+    recipe = load_recipe(Path(plan.recipe_path))
     if best["best"] is None:
         champion = registry.champion()
         document = {"verdict": "keep", "reason": f"no challenger: {best.get('reason')}", "challenger": None,
@@ -345,10 +352,26 @@ def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
         decision = evaluate(registry, _challenger(plan, best), Path(plan.day_dirs[-1]), plan.day, recipe.promotion)
         document = decision.to_dict()
     document.update({"dataset": plan.dataset, "day": plan.day, "run_id": plan.run_id,
-                     "registered_model": registry.name})
+                     "registered_model": registry.name, "best_sha256": best_sha256})
     write_json_atomic(run_dir / "decision.json", document)
     log.info("decision for %s day=%s: %s (%s)", plan.dataset, plan.day, document["verdict"], document["reason"])
     return document
+
+
+def _standing_decision(path: Path, best_sha256: str, registry: Registry) -> dict[str, Any] | None:
+    """The run's earlier decision when a rerun must not remake it: it judged the same best.json and was
+    either carried out (history: later champions do not rewrite it) or made against the champion that still
+    serves (the same inputs give the same verdict). Otherwise the decision is made again."""
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text())
+    if document.get("best_sha256") != best_sha256:
+        return None
+    if document.get("applied"):
+        return document
+    champion = registry.champion()
+    judged = (document.get("champion") or {}).get("version")
+    return document if judged == (champion.version if champion else None) else None
 
 
 def promote_run(tracking: Tracking, plan: RunPlan, before_switch=None) -> dict[str, Any]:
@@ -358,6 +381,8 @@ def promote_run(tracking: Tracking, plan: RunPlan, before_switch=None) -> dict[s
     document = json.loads((run_dir / "decision.json").read_text())
     if document["verdict"] != "promote":
         return {"verdict": "keep", "reason": document["reason"], "version": None}
+    if document.get("applied"):  # a rerun: this run's promotion happened; a newer champion may serve since
+        return {"verdict": "promote", "reason": document["reason"], "version": document["applied"]["version"]}
     registry = Registry(tracking, plan.dataset)
     best = json.loads((run_dir / "best.json").read_text())
     challenger = _challenger(plan, best)

@@ -50,7 +50,7 @@ def test_structure(dag):
     assert dag.get_task("evaluate").upstream_task_ids == {"plan", "select_best"}
     assert dag.get_task("promote").upstream_task_ids == {"plan", "evaluate"}
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
-    assert dag.catchup is True
+    assert dag.catchup is False  # history runs through `airflow backfill create`, on purpose
     preprocess = dag.get_task("preprocess")
     assert type(preprocess).__name__ == "SparkSubmitOperator"
     assert preprocess._conn_id == "spark_default"

@@ -11,12 +11,15 @@ from mlflow import MlflowClient
 
 from recdp.storage import DataRoot, run_key
 from sda.hpo import LocalBackend
+from sda.promote import Registry
 from sda.retrain import (
     NoTrainingData,
     RunPlan,
     RunRequest,
+    evaluate_run,
     open_experiment,
     plan_run,
+    promote_run,
     run_slot,
     select_best,
     training_days,
@@ -151,3 +154,50 @@ def test_the_next_day_warm_starts_from_the_previous_best(root, backend, tracking
         backend.observe(second.experiment, seeded[-1].id, failed=True, reason="not trained in this test")
     assert {json.dumps(s.assignments, sort_keys=True) for s in seeded} == front
     assert chosen["assignments"] in [s.assignments for s in seeded]
+
+
+def _whole_run(root, backend, tracking, day: dt.date) -> RunPlan:
+    processed_day(root, day, seed=day.day)
+    target = root.processed("clicks", day)
+    shutil.copytree(target / "shards" / "valid", target / "shards" / "test")  # the holdout split
+    plan = plan_run(root, request(day, min_delta=0.0))
+    open_experiment(root, backend, tracking, plan)
+    for slot in (0, 1):
+        run_slot(backend, tracking, plan, slot)
+    select_best(root, backend, plan)
+    return plan
+
+
+def test_a_rerun_of_a_decided_day_changes_nothing_even_after_a_newer_champion(root, backend, tracking):
+    plan = _whole_run(root, backend, tracking, DAY)
+    decision_file = root.experiment_run(plan.run_id) / "decision.json"
+    assert evaluate_run(tracking, plan)["verdict"] == "promote"
+    version = promote_run(tracking, plan)["version"]
+    applied = decision_file.read_bytes()
+    # A newer day's model becomes the champion; then the old day is cleared and rerun.
+    registry = Registry(tracking, "clicks")
+    model = root.root / "newer.pt"
+    model.write_bytes(b"the newer day's model")
+    newer = registry.register(model, {}, {"recsys.day": (DAY + dt.timedelta(days=1)).isoformat()}, "run-newer")
+    registry.switch(newer, "a newer day earned it", version)
+    history = registry.history()
+    rerun = evaluate_run(tracking, plan)
+    assert rerun["verdict"] == "promote" and rerun["applied"]["version"] == version  # the record stands
+    assert promote_run(tracking, plan) == {"verdict": "promote", "reason": rerun["reason"], "version": version}
+    assert decision_file.read_bytes() == applied
+    assert registry.champion().version == newer and registry.history() == history  # nothing switched back
+
+
+def test_an_unapplied_decision_is_remade_when_the_champion_changed(root, backend, tracking):
+    plan = _whole_run(root, backend, tracking, DAY)
+    first = evaluate_run(tracking, plan)
+    assert first["verdict"] == "promote" and first["champion"] is None
+    assert evaluate_run(tracking, plan) == first  # same inputs, same champion: the decision stands
+    registry = Registry(tracking, "clicks")
+    best = json.loads((root.experiment_run(plan.run_id) / "best.json").read_text())
+    model = shutil.copy(best["best"]["model_path"], root.root / "other.pt")  # another run's model, same shape
+    other = registry.register(model, {}, {"recsys.day": DAY.isoformat()}, "run-other")
+    registry.switch(other, "promoted by another run meanwhile", None)
+    # Made before that switch, the decision is stale: the rerun judges against the champion serving now.
+    again = evaluate_run(tracking, plan)
+    assert again["champion"]["version"] == other
