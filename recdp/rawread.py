@@ -6,6 +6,8 @@ parser in recdp/ops.py applies the very same rules, so validation and preprocess
 
 from __future__ import annotations
 
+import codecs
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,34 @@ def full_match(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
+class _Utf8Replaced(io.RawIOBase):
+    """A file's bytes with each invalid UTF-8 sequence read as U+FFFD (as Spark's text reader reads it), a
+    chunk at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")  # closed by close()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = self._file.read(1 << 20)
+            self._pending = self._decoder.decode(chunk, final=not chunk).encode()
+            if not chunk:
+                break
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 def _read_file(spec: DatasetSpec, path: Path, bad_examples: list[str]) -> tuple[pa.Table, list[str], int]:
     invalid = 0
 
@@ -84,10 +114,20 @@ def _read_file(spec: DatasetSpec, path: Path, bad_examples: list[str]) -> tuple[
     parse = pacsv.ParseOptions(
         delimiter=spec.raw.delimiter, quote_char=False, invalid_row_handler=count_invalid
     )
+    examples_before = len(bad_examples)
     try:
         table = pacsv.read_csv(path, read_options=read_options, parse_options=parse, convert_options=convert)
-    except pa.ArrowInvalid as exc:
-        raise PartitionError(f"cannot read {path}: {exc}") from exc
+    except pa.ArrowInvalid:
+        # Bytes that are not UTF-8 stop Arrow's reader (its invalid-row handler cannot even be called): read
+        # them as U+FFFD instead, so that such lines are counted as malformed or fail the checks, as in Spark.
+        invalid = 0
+        del bad_examples[examples_before:]
+        try:
+            with _Utf8Replaced(path) as source:
+                table = pacsv.read_csv(source, read_options=read_options, parse_options=parse,
+                                       convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            raise PartitionError(f"cannot read {path}: {exc}") from exc
     return table, names, invalid
 
 
@@ -127,7 +167,9 @@ def read_partition(spec: DatasetSpec, directory: Path) -> RawPartition:
     for name in raw.column_names:
         column = clean[name]
         if name == spec.label:
-            column = pc.cast(column, pa.int64())
+            # A label beyond int64 is no class: null, which the label checks refuse (Spark's try_cast agrees).
+            fits = pc.less(pc.abs(pc.cast(column, pa.float64())), 2.0**62)
+            column = pc.cast(pc.if_else(fits, column, pa.scalar(None, pa.string())), pa.int64())
         elif name in spec.dense:
             column = pc.cast(column, pa.float64())
         elif name in spec.categorical:

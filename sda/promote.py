@@ -74,6 +74,10 @@ class Decision:
                 "checks": [asdict(c) for c in self.checks], "bootstrap": self.bootstrap}
 
 
+class ChampionChanged(RuntimeError):
+    """Another run switched the champion after this decision was made: the decision must be made again."""
+
+
 # -- scoring ------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def predict_holdout(model_path: Path, day_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +256,7 @@ class Registry:
         with self._lock():
             current = self.champion()
             if (current.version if current else None) != expected:
-                raise RuntimeError(f"the champion of {self.name} changed since evaluation "
+                raise ChampionChanged(f"the champion of {self.name} changed since evaluation "
                                    f"({expected} -> {current.version if current else None}); evaluate again")
             self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
             self._record({"action": "promote", "version": version, "previous": expected, "reason": reason})
@@ -365,6 +369,6 @@ def lineage_tags(values: dict[str, Any]) -> dict[str, str]:
     return {f"recsys.{k}": str(v) for k, v in values.items() if v is not None}
 
 
-__all__: Sequence[str] = ["CHAMPION", "Candidate", "Challenger", "Decision", "PromotionPolicy", "Registry",
-                          "decide", "evaluate", "holdout_metrics", "lineage_tags", "paired_bootstrap",
+__all__: Sequence[str] = ["CHAMPION", "Candidate", "ChampionChanged", "Challenger", "Decision", "PromotionPolicy",
+                          "Registry", "decide", "evaluate", "holdout_metrics", "lineage_tags", "paired_bootstrap",
                           "predict_holdout", "promote"]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recdp.spec import NAME_PATTERN
 from sda.models import ModelConfig
 from sda.policy import PromotionPolicy
 from sda.train import TrainingConfig
@@ -184,6 +185,13 @@ class DataSection(_Strict):
     dataset: str
     training_window_days: int = Field(1, ge=1, le=90)
     stats_digest: str | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):  # a dataset name, as in its spec: never a path
+            raise ValueError(f"dataset name {value!r} must match {NAME_PATTERN.pattern}")
+        return value
 
 
 class BudgetSection(_Strict):

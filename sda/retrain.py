@@ -29,9 +29,18 @@ from sda.hpo.backend import Observation, OptimizerBackend
 from sda.hpo.runner import check_metrics, next_suggestion, run_trial, spent_training_seconds
 from sda.hpo.selection import choose
 from sda.policy import PromotionPolicy
-from sda.promote import Candidate, Challenger, Decision, Registry, evaluate, lineage_tags, promote
+from sda.promote import (
+    Candidate,
+    Challenger,
+    ChampionChanged,
+    Decision,
+    Registry,
+    evaluate,
+    lineage_tags,
+    promote,
+)
 from sda.recipe import Recipe, dump_recipe, load_recipe, parse_recipe
-from sda.tracking import Tracking
+from sda.tracking import SLOT_TAG, Tracking
 
 log = logging.getLogger(__name__)
 
@@ -124,22 +133,46 @@ def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path]) -> Recipe:
 
 
 def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
+    """The run's recipe and plan, made once: a rerun of the same run with the same Params gets the plan its
+    first attempt made (plan.json), even when the champion (the advisor's AUC threshold) changed since, so
+    that it reopens the same experiment instead of starting another."""
+    run_dir = root.experiment_run(request.run_id)
+    earlier = _standing_plan(run_dir / "plan.json", request)
+    if earlier is not None:
+        log.info("plan for %s day=%s stands (a rerun): %s", request.dataset, request.day, earlier.experiment)
+        return earlier
     day_dirs = training_days(root, request.dataset, request.day, request.window_days)
     advice = AdviceRequest.from_stats_file(
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
         budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
         champion_auc=request.champion_auc, max_observations=request.max_trials)
     recipe = _named(advise(advice), request, day_dirs)
-    run_dir = root.experiment_run(request.run_id)
     recipe_path = run_dir / "recipe.yaml"
     write_text_atomic(recipe_path, dump_recipe(recipe))
     experiment = recipe.experiment
     log.info("recipe for %s day=%s on %d day(s): model %s, %d observations, bandwidth %d, %.0f training s -> %s",
              request.dataset, request.day, len(day_dirs), request.model, experiment.observation_budget,
              experiment.parallel_bandwidth, request.budget_seconds, recipe_path)
-    return RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
+    plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
                    experiment.name, [str(d) for d in day_dirs], experiment.observation_budget,
                    experiment.parallel_bandwidth)
+    write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
+    return plan
+
+
+def _standing_plan(path: Path, request: RunRequest) -> RunPlan | None:
+    """The earlier attempt's plan, if it was made for the same request (the champion's AUC aside) and its
+    recipe and training days are still there."""
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text())
+    asked = {k: v for k, v in asdict(request).items() if k != "champion_auc"}
+    if {k: v for k, v in document["request"].items() if k != "champion_auc"} != asked:
+        return None
+    plan = RunPlan.from_dict(document["plan"])
+    if not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs):
+        return None
+    return plan
 
 
 def champion_auc(tracking: Tracking, dataset: str) -> float | None:
@@ -184,11 +217,18 @@ def run_slot(backend: OptimizerBackend, tracking: Tracking, plan: RunPlan, slot:
     killed first abandons that attempt's suggestion (it is suggested again) and marks its MLflow run KILLED."""
     recipe = load_recipe(Path(plan.recipe_path))
     slot_key = f"{plan.run_id}#{slot}"
+    mlflow_experiment = tracking.experiment(plan.mlflow_experiment)
+    done = _completed_slot(plan, slot)
+    if done is not None:  # observed before the attempt died (e.g. MLflow was unreachable): record, no new trial
+        report, curve = done
+        log.warning("slot %d: trial %s was observed by an earlier attempt; completing its MLflow run", slot,
+                    report.suggestion)
+        _track_completed(tracking, mlflow_experiment, slot_key, plan, report, curve)
+        return report
     for stale in backend.open_suggestions(plan.experiment):
         if (stale.metadata or {}).get("slot") == slot_key:
             log.warning("slot %d: abandoning suggestion %d of an earlier attempt", slot, stale.id)
             backend.abandon(plan.experiment, stale.id)
-    mlflow_experiment = tracking.experiment(plan.mlflow_experiment)
     tracking.kill_stale_runs(mlflow_experiment, slot_key)
     suggestion = next_suggestion(backend, plan.experiment, recipe, {"slot": slot_key}, wait_seconds=wait_seconds)
     if suggestion is None:
@@ -214,6 +254,31 @@ def run_slot(backend: OptimizerBackend, tracking: Tracking, plan: RunPlan, slot:
     tracking.finish_trial(run, result.status, result.reason, result.metrics, result.curve,
                           {"result.json": {**asdict(report), "curve": result.curve}})
     return report
+
+
+def _completed_slot(plan: RunPlan, slot: int) -> tuple[SlotReport, list[dict[str, float]]] | None:
+    """The report an earlier attempt of this slot wrote after its observation (trials/*/result.json)."""
+    for path in sorted((Path(plan.run_dir) / "trials").glob("trial-*/result.json")):
+        document = json.loads(path.read_text())
+        if document.get("slot") == slot and document.get("status") != "not run":
+            curve = document.pop("curve", [])
+            document.pop("experiment", None)
+            return SlotReport(**document), curve
+    return None
+
+
+def _track_completed(tracking: Tracking, mlflow_experiment: str, slot_key: str, plan: RunPlan,
+                     report: SlotReport, curve: list[dict[str, float]]) -> None:
+    """Finish the slot's MLflow run for an observed trial, unless an earlier attempt already did."""
+    runs = tracking.client.search_runs([mlflow_experiment], filter_string=f"tags.`{SLOT_TAG}` = '{slot_key}'")
+    mine = [r for r in runs if r.data.tags.get("recsys.suggestion") == str(report.suggestion)]
+    if any(r.info.status in ("FINISHED", "FAILED") for r in mine):
+        return
+    run = mine[0].info.run_id if mine else tracking.start_trial(
+        mlflow_experiment, slot_key, report.suggestion, report.assignments,
+        {"recsys.optimizer_experiment": plan.experiment, "recsys.day": plan.day})
+    tracking.finish_trial(run, report.status, report.reason, report.metrics, curve,
+                          {"result.json": {**asdict(report), "curve": curve}})
 
 
 def select_best(root: DataRoot, backend: OptimizerBackend, plan: RunPlan) -> dict[str, Any]:
@@ -374,9 +439,23 @@ def _standing_decision(path: Path, best_sha256: str, registry: Registry) -> dict
     return document if judged == (champion.version if champion else None) else None
 
 
-def promote_run(tracking: Tracking, plan: RunPlan, before_switch=None) -> dict[str, Any]:
+def promote_run(tracking: Tracking, plan: RunPlan, before_switch=None, attempts: int = 3) -> dict[str, Any]:
     """Carry out decision.json. The alias moves only after the version and its files are complete; a crash
-    at any point leaves the previous champion serving, and a retry finishes the job."""
+    at any point leaves the previous champion serving, and a retry finishes the job. When another run (a
+    concurrent backfill day) switched the champion since this decision, the decision is made again against
+    the champion serving now, and that one is carried out."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _carry_out(tracking, plan, before_switch)
+        except ChampionChanged as changed:
+            if attempt == attempts:
+                raise
+            log.warning("%s; deciding again (attempt %d/%d)", changed, attempt + 1, attempts)
+            evaluate_run(tracking, plan)
+    raise AssertionError("unreachable")
+
+
+def _carry_out(tracking: Tracking, plan: RunPlan, before_switch) -> dict[str, Any]:
     run_dir = Path(plan.run_dir)
     document = json.loads((run_dir / "decision.json").read_text())
     if document["verdict"] != "promote":

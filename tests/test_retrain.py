@@ -80,6 +80,7 @@ def test_plan_writes_the_advised_recipe_and_names_the_experiment_by_its_content(
     plan = plan_run(root, request())
     again = plan_run(root, request())
     assert plan == again  # a rerun plans the same experiment: it will find its work done
+    assert plan_run(root, request(champion_auc=0.9)) == plan  # a champion promoted since: the plan stands
     assert plan.run_dir == str(root.experiments() / run_key(plan.run_id))
     assert plan.experiment.startswith("clicks-2026-04-10-dlrm-") and plan.observation_budget == 2
     assert plan_run(root, request(budget_seconds=90.0)).experiment != plan.experiment
@@ -201,3 +202,11 @@ def test_an_unapplied_decision_is_remade_when_the_champion_changed(root, backend
     # Made before that switch, the decision is stale: the rerun judges against the champion serving now.
     again = evaluate_run(tracking, plan)
     assert again["champion"]["version"] == other
+    # Carrying out the stale decision: the switch is refused, the decision is made again, and that one holds.
+    outcome = promote_run(tracking, plan)
+    final = json.loads((root.experiment_run(plan.run_id) / "decision.json").read_text())
+    assert final["champion"]["version"] == other and final["verdict"] == outcome["verdict"]
+    serving = registry.champion().version
+    assert serving == (outcome["version"] if outcome["verdict"] == "promote" else other)
+    if outcome["verdict"] == "promote":
+        assert registry.history()[-1]["previous"] == other
