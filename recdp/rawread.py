@@ -52,7 +52,8 @@ def partition_files(spec: DatasetSpec, directory: Path) -> list[Path]:
     files = sorted(
         p for p in directory.glob(spec.raw.file_glob) if p.is_file() and not p.name.startswith(("_", "."))
     )
-    if not files or all(p.stat().st_size == 0 for p in files):
+    files = [p for p in files if p.stat().st_size > 0]  # a zero-byte file (Spark writes some) holds no rows
+    if not files:
         raise PartitionEmptyError(f"partition {directory} has no data (no non-empty {spec.raw.file_glob} file)")
     return files
 

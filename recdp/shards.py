@@ -75,14 +75,33 @@ class ShardWriter:
         if dense.shape != (n, len(self._header["dense_columns"])) or \
                 cat.shape != (n, len(self._header["categorical_columns"])):
             raise ValueError(f"batch shapes {dense.shape} / {cat.shape} do not match the columns")
-        self._handles["label"].write(np.ascontiguousarray(label, dtype="<f4").tobytes())
-        self._handles["dense"].write(np.ascontiguousarray(dense, dtype="<f4").tobytes())
-        self._handles["cat"].write(np.ascontiguousarray(cat, dtype="<i4").tobytes())
+        try:
+            self._handles["label"].write(np.ascontiguousarray(label, dtype="<f4").tobytes())
+            self._handles["dense"].write(np.ascontiguousarray(dense, dtype="<f4").tobytes())
+            self._handles["cat"].write(np.ascontiguousarray(cat, dtype="<i4").tobytes())
+        except BaseException:
+            self.abort()
+            raise
         self.rows += n
 
-    def close(self) -> ShardHeader:
+    def abort(self) -> None:
+        """Close the files and write no header: the directory is incomplete (its staging owner removes it).
+        Closing matters on a full disk: a deleted file still open keeps its space."""
         for handle in self._handles.values():
-            handle.close()
+            try:
+                handle.close()  # closes the file even when the final flush fails
+            except OSError:
+                pass
+
+    def close(self) -> ShardHeader:
+        errors = []
+        for handle in self._handles.values():
+            try:
+                handle.close()
+            except OSError as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
         header = ShardHeader(rows=self.rows, **self._header)
         (self.directory / "header.json").write_text(json.dumps(asdict(header), indent=2, sort_keys=True))
         return header
@@ -95,8 +114,12 @@ def write_shards(
 ) -> ShardHeader:
     """Write a whole shard directory from (label, dense, cat) batches; header fields as ShardWriter takes."""
     writer = ShardWriter(directory, **header)
-    for label, dense, cat in batches:
-        writer.append(label, dense, cat)
+    try:
+        for label, dense, cat in batches:
+            writer.append(label, dense, cat)
+    except BaseException:
+        writer.abort()
+        raise
     return writer.close()
 
 

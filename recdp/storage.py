@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from typing import Any
 from recdp.spec import NAME_PATTERN
 
 VALIDATION_REPORT = "report.json"
+# A staging or retired directory this old was left by a writer that died (no job runs this long).
+ABANDONED_AFTER_SECONDS = 6 * 3600
 
 
 class StorageError(ValueError):
@@ -148,3 +151,19 @@ def publish_directory(staging: Path, final: Path) -> None:
     os.replace(staging, final)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+    sweep_abandoned(final)
+
+
+def sweep_abandoned(final: Path) -> int:
+    """Remove the hidden staging/retired directories of `final` that writers killed mid-write left behind
+    (readers never see them; this only reclaims their space). Returns how many were removed."""
+    now, removed = time.time(), 0
+    for prefix in (".staging-", ".retired-"):
+        for leftover in final.parent.glob(f"{prefix}{final.name}-*"):
+            try:
+                if now - leftover.stat().st_mtime > ABANDONED_AFTER_SECONDS:
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed

@@ -63,6 +63,13 @@ class CategoricalValue(_Strict):
     name: str
 
 
+def _as_float(value: float | int | str, where: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a Python int can exceed any float: say so, as the ValueError pydantic reports
+        raise ValueError(f"{where}: bounds and grid values must fit a 64-bit float") from None
+
+
 class Parameter(_Strict):
     name: str = Field(min_length=1)
     type: Literal["double", "int", "categorical"]
@@ -106,12 +113,12 @@ class Parameter(_Strict):
             raise ValueError(f"{where}: a {self.type} parameter needs bounds or a grid")
         if self.type == "int":
             values = [self.bounds.min, self.bounds.max] if self.bounds else list(self.grid or [])
-            if any(not float(v).is_integer() for v in values):
+            if any(not _as_float(v, where).is_integer() for v in values):
                 raise ValueError(f"{where}: an int parameter needs integer bounds and grid values")
         if self.transformation == "log":
             if self.type != "double":
                 raise ValueError(f"{where}: transformation log is only for double parameters")
-            low = self.bounds.min if self.bounds else min(float(v) for v in self.grid or [])
+            low = self.bounds.min if self.bounds else min(_as_float(v, where) for v in self.grid or [])
             if low <= 0:
                 raise ValueError(f"{where}: transformation log needs positive bounds (min is {low})")
         return self

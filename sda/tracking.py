@@ -43,7 +43,10 @@ class Tracking:
 
     @property
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri)
+        uri = self.tracking_uri
+        if uri.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; the lock ships psycopg2
+            uri = "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
+        return MlflowClient(tracking_uri=uri)
 
     def experiment(self, name: str, tags: dict[str, str] | None = None) -> str:
         """The id of the MLflow experiment `name`, created on first use (idempotent)."""

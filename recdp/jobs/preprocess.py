@@ -102,6 +102,19 @@ def _write_outputs(spec: DatasetSpec, parquet_dir: Path, shards_dir: Path, vocab
                               vocab_version=vocab.version, table_sizes=vocab.table_sizes) for s in SPLITS}
     stats = {s: SplitStats(len(dense), len(cats)) for s in SPLITS}
     files = sorted(parquet_dir.glob("*.parquet"))
+    try:
+        _stream_splits(spec, files, writers, stats)
+    except BaseException:
+        for writer in writers.values():  # e.g. a full disk: release the files so their space comes back
+            writer.abort()
+        raise
+    for writer in writers.values():
+        writer.close()
+    return stats
+
+
+def _stream_splits(spec: DatasetSpec, files: list[Path], writers: dict, stats: dict) -> None:
+    dense, cats = list(spec.dense), list(spec.categorical)
     for table in parquet_batches(files, [SPLIT, spec.label, *dense, *cats]):
         split = table[SPLIT].to_numpy(zero_copy_only=False)
         label = table[spec.label].to_numpy().astype(np.float32)
@@ -114,9 +127,6 @@ def _write_outputs(spec: DatasetSpec, parquet_dir: Path, shards_dir: Path, vocab
             if mask.any():
                 writers[name].append(label[mask], dense_values[mask], cat_values[mask])
                 stats[name].add(label[mask], dense_values[mask], cat_values[mask])
-    for writer in writers.values():
-        writer.close()
-    return stats
 
 
 def _stats_document(spec: DatasetSpec, day: dt.date, counts: dict, splits: dict[str, SplitStats], vocab) -> dict:

@@ -7,9 +7,10 @@ from sda.hpo.backend import (
     OptimizerBackend,
     OptimizerError,
     Progress,
+    StoreUnavailable,
     Suggestion,
 )
 from sda.hpo.local import LocalBackend
 
 __all__ = ["BandwidthExceeded", "BudgetExhausted", "LocalBackend", "Observation", "OptimizerBackend",
-           "OptimizerError", "Progress", "Suggestion"]
+           "OptimizerError", "Progress", "StoreUnavailable", "Suggestion"]

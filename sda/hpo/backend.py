@@ -13,6 +13,10 @@ class OptimizerError(RuntimeError):
     pass
 
 
+class StoreUnavailable(OptimizerError):
+    """The optimizer's store cannot be reached or answered with a database error; the work is retryable."""
+
+
 class BudgetExhausted(OptimizerError):
     """observation_budget is spent: no more suggestions."""
 

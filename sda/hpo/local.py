@@ -22,14 +22,23 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from sda.hpo.backend import BandwidthExceeded, BudgetExhausted, Observation, OptimizerError, Progress, Suggestion
+from sda.hpo.backend import (
+    BandwidthExceeded,
+    BudgetExhausted,
+    Observation,
+    OptimizerError,
+    Progress,
+    StoreUnavailable,
+    Suggestion,
+)
 from sda.recipe import Experiment, Metric, Parameter
 
 log = logging.getLogger(__name__)
@@ -61,13 +70,73 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
+def _database_error(error: BaseException) -> BaseException | None:
+    """The database driver's error behind Optuna's and SQLAlchemy's wrappers (their own messages mislead:
+    Optuna reports a refused connection as "invalid data in the commit")."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = error
+    found = None
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.orig is not None:
+            return seen.orig
+        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                             optuna.exceptions.StorageInternalError)):
+            found = seen
+        seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show no part of it
+        return "the configured store"
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _store_errors(method: _Method) -> _Method:
+    """Database failures become StoreUnavailable naming the store (password hidden) and the real cause."""
+
+    @wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OptimizerError:
+            raise
+        except Exception as error:
+            cause = _database_error(error)
+            if cause is None:
+                raise
+            detail = " ".join(str(cause).split()) or type(cause).__name__
+            raise StoreUnavailable(f"optimizer store {_shown_url(getattr(self, 'storage_url', ''))} unavailable: "
+                                   f"{detail}") from error
+
+    return guarded  # type: ignore[return-value]
+
+
 class LocalBackend:
+    @_store_errors
     def __init__(self, storage: str, seed: int | None = None, stale_after_seconds: float = 300.0) -> None:
         self.storage_url = storage
         self.storage = _storage(storage)
         self.seed = seed
         # An open suggestion whose worker sent no heartbeat for this long is abandoned (its worker died).
         self.stale_after_seconds = stale_after_seconds
+        # The threads of one process (`sda serve`'s request threads) take turns to claim a suggestion and to
+        # end one: on SQLite, Optuna reads a trial's state outside the transaction that changes it, so two
+        # threads could both pop one queued trial, or both observe one suggestion.
+        self._turn = threading.Lock()
+
+    def beat(self, experiment_id: str, suggestion_id: int) -> None:
+        """One heartbeat, at once: a worker that takes a suggestion says so before it loads any data, so
+        that being killed even before its training starts leaves nothing open for good."""
+        study, _ = self._open(experiment_id)
+        self.storage.set_trial_user_attr(self._running(study, suggestion_id)._trial_id, HEARTBEAT_ATTR, time.time())
 
     @contextmanager
     def keep_alive(self, experiment_id: str, suggestion_id: int) -> Iterator[None]:
@@ -172,7 +241,8 @@ class LocalBackend:
         self._abandon_stale(study)
         if strict:
             self._check_room(study, experiment)
-        trial = self._claim(study, assignments) if assignments else study.ask()
+        with self._turn:
+            trial = self._claim(study, assignments) if assignments else study.ask()
         if metadata:
             trial.set_user_attr("suggestion_metadata", metadata)
         try:
@@ -261,35 +331,37 @@ class LocalBackend:
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
                 failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         study, experiment = self._open(experiment_id)
-        trial = self._running(study, suggestion_id)
-        live = Trial(study, trial._trial_id)  # the public Trial API is the one way to attach attributes
-        if metadata:
-            live.set_user_attr("metadata", metadata)
-        if failed or values is None:
-            live.set_user_attr("failed_reason", reason or "failed")
-            live.set_constraint(FAILED_CONSTRAINT, 1.0)
-            study.tell(trial.number, state=TrialState.PRUNED)
-            return
-        missing = sorted(m.name for m in experiment.metrics if m.name not in values)
-        if missing:
-            raise OptimizerError(f"observation of suggestion {suggestion_id} lacks metrics {missing}")
-        if any(not math.isfinite(float(values[m.name])) for m in experiment.metrics):
-            raise OptimizerError(f"observation of suggestion {suggestion_id} has non-finite values: {values}")
-        live.set_user_attr("metrics", {m.name: float(values[m.name]) for m in experiment.metrics})
-        constraints = {m.name: _constraint(m, float(values[m.name])) for m in experiment.metrics
-                       if m.threshold is not None}
-        live.set_constraint(FAILED_CONSTRAINT, 0.0)
-        for name, value in constraints.items():
-            live.set_constraint(name, value)
-        live.set_user_attr("constraints", list(constraints.values()))
-        study.tell(trial.number, [float(values[m.name]) for m in experiment.metrics if m.strategy == "optimize"])
+        with self._turn:
+            trial = self._running(study, suggestion_id)
+            live = Trial(study, trial._trial_id)  # the public Trial API is the one way to attach attributes
+            if metadata:
+                live.set_user_attr("metadata", metadata)
+            if failed or values is None:
+                live.set_user_attr("failed_reason", reason or "failed")
+                live.set_constraint(FAILED_CONSTRAINT, 1.0)
+                study.tell(trial.number, state=TrialState.PRUNED)
+                return
+            missing = sorted(m.name for m in experiment.metrics if m.name not in values)
+            if missing:
+                raise OptimizerError(f"observation of suggestion {suggestion_id} lacks metrics {missing}")
+            if any(not math.isfinite(float(values[m.name])) for m in experiment.metrics):
+                raise OptimizerError(f"observation of suggestion {suggestion_id} has non-finite values: {values}")
+            live.set_user_attr("metrics", {m.name: float(values[m.name]) for m in experiment.metrics})
+            constraints = {m.name: _constraint(m, float(values[m.name])) for m in experiment.metrics
+                           if m.threshold is not None}
+            live.set_constraint(FAILED_CONSTRAINT, 0.0)
+            for name, value in constraints.items():
+                live.set_constraint(name, value)
+            live.set_user_attr("constraints", list(constraints.values()))
+            study.tell(trial.number, [float(values[m.name]) for m in experiment.metrics if m.strategy == "optimize"])
 
     def abandon(self, experiment_id: str, suggestion_id: int, requeue: bool = True) -> None:
         """Give the suggestion back: not counted; with `requeue`, its assignments are suggested again next,
         so the abandoned work is not lost (SigOpt's delete does not requeue)."""
         study, _ = self._open(experiment_id)
-        trial = self._running(study, suggestion_id)
-        self._release(study, trial, "abandoned", requeue=trial.params if requeue else None)
+        with self._turn:
+            trial = self._running(study, suggestion_id)
+            self._release(study, trial, "abandoned", requeue=trial.params if requeue else None)
 
     @staticmethod
     def _running(study: optuna.Study, suggestion_id: int) -> FrozenTrial:
@@ -377,3 +449,8 @@ def _sample(trial: Trial, parameter: Parameter) -> Any:
         return trial.suggest_int(parameter.name, int(parameter.bounds.min), int(parameter.bounds.max))
     return trial.suggest_float(parameter.name, parameter.bounds.min, parameter.bounds.max,
                                log=parameter.transformation == "log")
+
+
+for _name in ("beat", "create", "update", "experiment", "suggest", "open_suggestions", "suggestions", "queue", "queued",
+              "unqueue", "observe", "abandon", "best_assignments", "observations", "progress"):
+    setattr(LocalBackend, _name, _store_errors(getattr(LocalBackend, _name)))

@@ -151,13 +151,18 @@ def next_suggestion(backend: OptimizerBackend, experiment_id: str, recipe: Recip
             log.info("training budget spent: %.0fs of %.0fs", spent, recipe.budget.training_seconds)
             return None
         try:
-            return backend.suggest(experiment_id, metadata=metadata)
+            suggestion = backend.suggest(experiment_id, metadata=metadata)
         except BudgetExhausted:
             return None
         except BandwidthExceeded:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(poll_seconds)
+            continue
+        beat = getattr(backend, "beat", None)  # backends that detect dead workers by their heartbeats
+        if beat is not None:
+            beat(experiment_id, suggestion.id)
+        return suggestion
 
 
 def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend,

@@ -68,8 +68,17 @@ def save_model(path: Path, model: nn.Module, config: ModelConfig, shape: DataSha
     }
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        torch.save(document, tmp)
+        with open(tmp, "wb") as handle:
+            torch.save(document, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except RuntimeError as error:
+        # torch reports a failed write (a full disk) as "unexpected pos"; the OSError behind it says what.
+        cause = error.__context__ or error.__cause__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, f"{cause.strerror} while writing the model", str(path)) from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

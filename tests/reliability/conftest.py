@@ -1,0 +1,65 @@
+"""The reliability suite's ledger: every test records what it tried and what happened, and the session
+writes the figures to var/bench/reliability.json (docs/RELIABILITY.md quotes them).
+
+A record: {"area": "fault" | "input" | "security" | "load", "name": ..., "tried": count, "survived": count,
+"lost": count (must be 0), "detail": what happened}. A test records only after its assertions passed, so
+the file says what was proven in this run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LEDGER_PATH = Path(__file__).resolve().parents[2] / "var" / "bench" / "reliability.json"
+
+
+@dataclass
+class Record:
+    area: str
+    name: str
+    tried: int
+    survived: int
+    lost: int = 0
+    detail: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def record(self, area: str, name: str, tried: int = 1, survived: int | None = None, lost: int = 0,
+               detail: str = "", **figures: Any) -> None:
+        assert area in ("fault", "input", "security", "load"), area
+        self.records.append(Record(area, name, tried, tried if survived is None else survived, lost, detail,
+                                   figures))
+
+    def write(self, path: Path) -> None:
+        totals = {area: {"tried": sum(r.tried for r in self.records if r.area == area),
+                         "survived": sum(r.survived for r in self.records if r.area == area),
+                         "lost": sum(r.lost for r in self.records if r.area == area)}
+                  for area in ("fault", "input", "security", "load")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.node(),
+                    "totals": totals, "lost": sum(r.lost for r in self.records),
+                    "records": [asdict(r) for r in self.records]}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(document, indent=2))
+        tmp.replace(path)
+
+
+_LEDGER = Ledger()
+
+
+@pytest.fixture(scope="session")
+def ledger():
+    yield _LEDGER
+    if _LEDGER.records:
+        _LEDGER.write(LEDGER_PATH)

@@ -1,0 +1,194 @@
+"""`sda serve` under concurrent clients: N workers, each with its own sigopt Connection, run C cycles of
+suggestion -> observation against one experiment (observation_budget N*C, parallel_bandwidth N) on SQLite.
+
+Every suggestions().create and observations().create call is timed (p50/p99, requests/s). Afterwards the
+API and the engine's store (sda.hpo.LocalBackend on the same SQLite file) must agree: N*C observations,
+each suggestion observed exactly once with the values its worker sent, nothing left open, no stray trial.
+
+The issue asks for 8 workers x 200 cycles; that takes many minutes on a 2-core machine (each request reads
+the whole study, so a cycle costs more as the study grows), so the suite runs fewer cycles by default:
+RELIABILITY_LOAD_WORKERS and RELIABILITY_LOAD_CYCLES choose the size (e.g. 8 and 200 for the full run).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from sigopt.exception import ApiException, ConnectionException
+
+from sda.hpo import LocalBackend
+from tests.sigopt_server import SigOptServer
+
+WORKERS = int(os.environ.get("RELIABILITY_LOAD_WORKERS", "8"))
+CYCLES = int(os.environ.get("RELIABILITY_LOAD_CYCLES", "12"))
+REQUEST_TIMEOUT = 120.0  # seconds for one request; a hung server fails the test instead of hanging it
+
+PARAMETERS = [
+    {"name": "x", "type": "double", "bounds": {"min": 0.0, "max": 1.0}},
+    {"name": "depth", "type": "int", "bounds": {"min": 1, "max": 8}},
+    {"name": "kind", "type": "categorical", "categorical_values": ["a", "b", "c"]},
+]
+METRICS = [
+    {"name": "score", "objective": "maximize", "strategy": "optimize"},
+    {"name": "cost", "objective": "minimize", "strategy": "optimize"},
+]
+
+
+def evaluate(assignments: dict) -> dict[str, float]:
+    """A cheap synthetic response surface: score peaks at x = 0.6 and favours kind a; cost grows with depth."""
+    x, depth, kind = float(assignments["x"]), int(assignments["depth"]), assignments["kind"]
+    score = 1.0 - (x - 0.6) ** 2 + {"a": 0.1, "b": 0.0, "c": -0.1}[kind] + 0.01 * depth
+    return {"score": round(score, 9), "cost": round(depth * (0.5 + x), 9)}
+
+
+@dataclass
+class WorkerLog:
+    name: str
+    suggest_ms: list[float] = field(default_factory=list)
+    observe_ms: list[float] = field(default_factory=list)
+    cycle_ends: list[float] = field(default_factory=list)  # monotonic time each cycle finished
+    statuses: Counter = field(default_factory=Counter)  # HTTP status (None: no answer) -> count
+    errors: list[str] = field(default_factory=list)
+    sent: dict[str, tuple[dict, dict[str, float]]] = field(default_factory=dict)  # suggestion id -> what was sent
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def run_worker(server: SigOptServer, experiment_id: str, log: WorkerLog, cycles: int,
+               start: threading.Barrier) -> WorkerLog:
+    conn = server.connection()  # one Connection (one HTTP session) per worker
+    conn.set_timeout(REQUEST_TIMEOUT)
+    api = conn.experiments(experiment_id)
+    start.wait()
+    for cycle in range(cycles):
+        began = time.perf_counter()
+        try:
+            suggestion = api.suggestions().create(metadata={"worker": log.name, "cycle": cycle})
+        except (ApiException, ConnectionException) as error:
+            log.statuses[getattr(error, "status_code", None)] += 1
+            log.errors.append(f"{log.name} cycle {cycle}: suggest: {error}")
+            continue
+        log.suggest_ms.append((time.perf_counter() - began) * 1000)
+        log.statuses[200] += 1
+        values = evaluate(suggestion.assignments)
+        began = time.perf_counter()
+        try:
+            api.observations().create(suggestion=suggestion.id, metadata={"worker": log.name, "cycle": cycle},
+                                      values=[{"name": k, "value": v} for k, v in values.items()])
+        except (ApiException, ConnectionException) as error:
+            log.statuses[getattr(error, "status_code", None)] += 1
+            log.errors.append(f"{log.name} cycle {cycle}: observe {suggestion.id}: {error}")
+            continue
+        log.observe_ms.append((time.perf_counter() - began) * 1000)
+        log.statuses[200] += 1
+        log.sent[suggestion.id] = (dict(suggestion.assignments), values)
+        log.cycle_ends.append(time.monotonic())
+    return log
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    running = SigOptServer(f"sqlite:///{tmp_path / 'optimizer.db'}").start(tmp_path)
+    yield running
+    running.stop()
+
+
+def test_concurrent_workers_lose_and_duplicate_no_observation(server, tmp_path, ledger, capsys):
+    workers, cycles = WORKERS, CYCLES
+    conn = server.connection()
+    exp = conn.experiments().create(name="reliability-load", type="offline", parameters=PARAMETERS, metrics=METRICS,
+                                    observation_budget=workers * cycles, parallel_bandwidth=workers)
+    logs = [WorkerLog(f"w{i}") for i in range(workers)]
+    start = threading.Barrier(workers + 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
+        futures = [pool.submit(run_worker, server, exp.id, log, cycles, start) for log in logs]
+        start.wait()
+        began = time.monotonic()
+        for future in futures:
+            future.result()  # a worker's own crash (not an HTTP error) fails the test here
+    seconds = time.monotonic() - began
+
+    statuses = sum((log.statuses for log in logs), Counter())
+    requests_tried = sum(statuses.values())
+    answered_2xx = statuses[200]
+    errors = [e for log in logs for e in log.errors]
+    assert not errors, f"{len(errors)} failed requests ({dict(statuses)}), e.g. {errors[:5]}"
+    assert requests_tried == answered_2xx == 2 * workers * cycles
+
+    sent: dict[str, tuple[dict, dict[str, float]]] = {}
+    for log in logs:
+        assert len(log.sent) == cycles, f"{log.name} completed {len(log.sent)} of {cycles} cycles"
+        assert not set(sent) & set(log.sent), "two workers were given the same suggestion"
+        sent.update(log.sent)
+    assert len(sent) == workers * cycles
+
+    # -- what the API says ------------------------------------------------------------------------------
+    check = server.connection()
+    fetched = check.experiments(exp.id).fetch()
+    assert fetched.progress.observation_count == workers * cycles
+    observations = list(check.experiments(exp.id).observations().fetch(limit=1000).iterate_pages())
+    observed = Counter(o.suggestion for o in observations)
+    duplicated = sum(n - 1 for n in observed.values() if n > 1)
+    lost = len(set(sent) - set(observed))
+    phantom = len(set(observed) - set(sent))  # observations no worker made
+    assert (duplicated, lost, phantom) == (0, 0, 0), f"duplicated {duplicated}, lost {lost}, phantom {phantom}"
+    assert len(observations) == workers * cycles
+    for observation in observations:  # each observation holds what its own worker sent for that suggestion
+        assignments, values = sent[observation.suggestion]
+        assert not observation.failed
+        assert dict(observation.assignments) == assignments, observation.suggestion
+        assert {v.name: v.value for v in observation.values} == pytest.approx(values), observation.suggestion
+    by_worker = Counter(o.metadata["worker"] for o in observations)
+    assert by_worker == {log.name: cycles for log in logs}
+    suggestions = list(check.experiments(exp.id).suggestions().fetch(limit=1000).iterate_pages())
+    assert sorted(s.id for s in suggestions) == sorted(sent), "the API lists suggestions no worker was given"
+    assert all(s.state == "closed" for s in suggestions)
+    assert check.experiments(exp.id).suggestions().fetch(state="open").count == 0
+
+    # -- what the engine's store says (the same SQLite file, read directly) -------------------------------
+    engine = LocalBackend(server.storage)
+    key = engine.storage.get_study_name_from_id(int(exp.id))
+    progress = engine.progress(key)
+    assert (progress.observation_count, progress.failed_count, progress.open_suggestions,
+            progress.abandoned_count) == (workers * cycles, 0, 0, 0)
+    stored = engine.observations(key)
+    assert sorted(str(o.suggestion) for o in stored) == sorted(sent)
+    trials = engine._open(key)[0].get_trials(deepcopy=False)
+    assert Counter(t.state for t in trials) == {TrialState.COMPLETE: workers * cycles}, "stray trials in the store"
+
+    # -- figures -----------------------------------------------------------------------------------------
+    latencies = [ms for log in logs for ms in log.suggest_ms + log.observe_ms]
+    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    suggest = [ms for log in logs for ms in log.suggest_ms]
+    observe = [ms for log in logs for ms in log.observe_ms]
+    rate = requests_tried / seconds
+    # How a cycle's cost grows with the study: cycles per second in the first and the last quarter of the run.
+    ends = sorted(t - began for log in logs for t in log.cycle_ends)
+    quarter = max(1, len(ends) // 4)
+    first_rate = quarter / ends[quarter - 1]
+    last_rate = quarter / (ends[-1] - ends[-quarter - 1]) if len(ends) > quarter else first_rate
+    detail = (f"suggest p50 {percentile(suggest, 0.5):.0f} ms p99 {percentile(suggest, 0.99):.0f} ms; "
+              f"observe p50 {percentile(observe, 0.5):.0f} ms p99 {percentile(observe, 0.99):.0f} ms; "
+              f"{first_rate:.1f} cycles/s in the first quarter, {last_rate:.1f} in the last; "
+              f"statuses {dict(statuses)}")
+    ledger.record("load", f"sda serve: {workers} workers x {cycles} cycles", tried=requests_tried,
+                  survived=answered_2xx, lost=lost + duplicated + phantom, detail=detail, p50_ms=round(p50, 1),
+                  p99_ms=round(p99, 1), requests_per_s=round(rate, 2), workers=workers, cycles=cycles,
+                  seconds=round(seconds, 1))
+    with capsys.disabled():
+        print(f"\nload: sda serve, {workers} workers x {cycles} cycles: {requests_tried} requests "
+              f"({answered_2xx} 2xx) in {seconds:.1f} s = {rate:.1f} req/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms; "
+              f"{detail}")
