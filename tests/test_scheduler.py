@@ -32,6 +32,10 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 DAG_ID = "recsys_retrain"
 DAYS = [dt.date(2026, 3, 2) + dt.timedelta(days=n) for n in range(3)]
 BACKFILL_CONF = {"max_trials": 2, "budget_seconds": 300, "training_window_days": 2}
+# Secrets the deployment holds: the database password (trust authentication here ignores it, so the
+# runs work while it is in every URL) and a SigOpt token in the sigopt_default connection.
+DB_PASSWORD = f"db-secret-{uuid.uuid4().hex}"
+SIGOPT_TOKEN = f"sigopt-secret-{uuid.uuid4().hex}"
 
 
 def _create_database(prefix: str) -> str:
@@ -143,7 +147,8 @@ def deployment(tmp_path_factory):
     env = {**os.environ,
            "AIRFLOW_HOME": str(home), "RECSYS_DATA": str(data), "PYTHONPATH": str(PROJECT_ROOT),
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{airflow_db}",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+               f"postgresql+psycopg2://postgres:{DB_PASSWORD}@127.0.0.1:5432/{airflow_db}",
            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
@@ -158,7 +163,9 @@ def deployment(tmp_path_factory):
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
            "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(), "AIRFLOW__API__SECRET_KEY": os.urandom(16).hex(),
            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-           "SDA_OPTIMIZER_STORAGE": f"{POSTGRES}/{optimizer_db}",
+           "SDA_OPTIMIZER_STORAGE": f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:5432/{optimizer_db}",
+           "AIRFLOW_CONN_SIGOPT_DEFAULT": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9,
+                                                      "password": SIGOPT_TOKEN}),
            "RECSYS_TRIAL_WORKERS": "2", "GX_ANALYTICS_ENABLED": "False"}
     deployment = Deployment(home, env, f"http://127.0.0.1:{port}")
     try:
@@ -326,3 +333,19 @@ def test_clearing_a_finished_day_and_rerunning_it_changes_nothing(deployment):
     if experiment:
         assert len(backend.observations(experiment)) == observations  # the experiment's work was found done
     assert registry.champion().version == STATE["champion"] and registry.history() == history
+
+
+def test_no_secret_reaches_a_log_a_file_or_the_dashboard(deployment):
+    assert STATE, "needs the runs of the tests before"
+    places = [p for p in deployment.home.rglob("*") if p.is_file() and p.suffix in (
+        ".log", ".json", ".yaml", ".txt", ".html", ".csv", ".db")]
+    assert any("attempt=" in str(p) for p in places)  # the task logs are among them
+    for secret in (DB_PASSWORD, SIGOPT_TOKEN):
+        for path in places:
+            assert secret.encode() not in path.read_bytes(), path
+    for route in ("/recsys/api/datasets", "/recsys/api/timeline?dataset=criteo", "/recsys/api/champion?dataset=criteo"):
+        page = requests.get(f"{deployment.base}{route}", headers={"Authorization": f"Bearer {deployment.token}"},
+                            timeout=60)
+        assert page.status_code in (200, 404), (route, page.status_code)
+        assert DB_PASSWORD not in page.text and SIGOPT_TOKEN not in page.text
+    assert requests.get(f"{deployment.base}/recsys/api/datasets", timeout=60).status_code in (401, 403)

@@ -299,6 +299,22 @@ class LocalBackend:
         return [Suggestion(t.number, dict(t.params), t.user_attrs.get("suggestion_metadata"))
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
+    def suggestion(self, experiment_id: str, suggestion_id: int) -> tuple[FrozenTrial, Suggestion] | None:
+        """One suggestion given out (open or closed) with its trial; None if there is none by that id.
+        One row read, not the whole study: `sda serve` answers every create with it."""
+        study, _ = self._open(experiment_id)
+        trial = _trial(study, suggestion_id)
+        if trial is None or trial.state not in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
+            return None
+        return trial, Suggestion(trial.number, dict(trial.params), trial.user_attrs.get("suggestion_metadata"))
+
+    def observation(self, experiment_id: str, suggestion_id: int) -> tuple[FrozenTrial, Observation] | None:
+        study, _ = self._open(experiment_id)
+        trial = _trial(study, suggestion_id)
+        if trial is None or trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            return None
+        return trial, self._observation(trial)
+
     def suggestions(self, experiment_id: str) -> list[tuple[FrozenTrial, Suggestion]]:
         """Every suggestion given out and not deleted, open or closed, with its trial (for its times)."""
         study, _ = self._open(experiment_id)
@@ -365,8 +381,7 @@ class LocalBackend:
 
     @staticmethod
     def _running(study: optuna.Study, suggestion_id: int) -> FrozenTrial:
-        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-        trial = trials.get(suggestion_id)
+        trial = _trial(study, suggestion_id)
         if trial is None:
             raise OptimizerError(f"no suggestion {suggestion_id}")
         if trial.state != TrialState.RUNNING:
@@ -439,6 +454,17 @@ def fitting_assignments(experiment: Experiment | dict, assignments: dict[str, An
     return fitting
 
 
+def _trial(study: optuna.Study, number: int) -> FrozenTrial | None:
+    """The study's trial `number`, read alone (get_trials would read every trial of the study), from the
+    database itself: the study's caching wrapper may hold a state another process has changed since."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    try:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    except KeyError:
+        return None
+    return storage.get_trial(trial_id)
+
+
 def _sample(trial: Trial, parameter: Parameter) -> Any:
     if parameter.type == "categorical":
         return trial.suggest_categorical(parameter.name, [v.name for v in parameter.categorical_values])
@@ -451,6 +477,7 @@ def _sample(trial: Trial, parameter: Parameter) -> Any:
                                log=parameter.transformation == "log")
 
 
-for _name in ("beat", "create", "update", "experiment", "suggest", "open_suggestions", "suggestions", "queue", "queued",
-              "unqueue", "observe", "abandon", "best_assignments", "observations", "progress"):
+for _name in ("beat", "create", "update", "experiment", "suggest", "open_suggestions", "suggestion", "suggestions",
+              "queue", "queued", "unqueue", "observe", "observation", "abandon", "best_assignments", "observations",
+              "progress"):
     setattr(LocalBackend, _name, _store_errors(getattr(LocalBackend, _name)))

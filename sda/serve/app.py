@@ -231,10 +231,10 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
         return _suggestion(experiment_id, key, suggestion.id)
 
     def _suggestion(experiment_id: str, key: str, number: int) -> dict:
-        for trial, suggestion in service.backend.suggestions(key):
-            if suggestion.id == number:
-                return objects.suggestion_json(int(experiment_id), trial, suggestion)
-        raise ApiError(404, f"suggestion {number} not found in experiment {experiment_id}")
+        found = service.backend.suggestion(key, number)
+        if found is None:
+            raise ApiError(404, f"suggestion {number} not found in experiment {experiment_id}")
+        return objects.suggestion_json(int(experiment_id), *found)
 
     @app.get(v1 + "/{experiment_id}/suggestions", dependencies=guard)
     def list_suggestions(experiment_id: str, state: str | None = None, limit: int | None = None,
@@ -323,15 +323,14 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
         return _observation(experiment_id, key, number)
 
     def _mark_without_suggestion(key: str, number: int) -> None:
-        study, _ = service.backend._open(key)
-        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        trial, _ = service.backend.observation(key, number)
         service.storage.set_trial_user_attr(trial._trial_id, "without_suggestion", True)
 
     def _observation(experiment_id: str, key: str, number: int) -> dict:
-        for trial, observation in service.observed(key):
-            if observation.suggestion == number:
-                return objects.observation_json(int(experiment_id), trial, observation)
-        raise ApiError(404, f"observation {number} not found in experiment {experiment_id}")
+        found = service.backend.observation(key, number)
+        if found is None:
+            raise ApiError(404, f"observation {number} not found in experiment {experiment_id}")
+        return objects.observation_json(int(experiment_id), *found)
 
     @app.post(v1 + "/{experiment_id}/observations", dependencies=guard)
     def create_observation(experiment_id: str, body: JsonBody) -> dict:
