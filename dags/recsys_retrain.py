@@ -22,7 +22,7 @@ from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from recdp.rawread import PartitionEmptyError, PartitionMissingError, partition_files
+from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingError, partition_files
 from recdp.spec import available_specs, load_spec
 from recdp.storage import DataRoot, parse_day
 from sda.models import MODEL_NAMES  # the configs only: torch is imported by the tasks, not at parse time
@@ -112,7 +112,7 @@ def recsys_retrain():
             report = validate_partition(load_spec(target["dataset"]), DataRoot.from_env(), target["day"])
         except ValidationFailed as failure:
             raise AirflowFailException(f"validation failed, partition quarantined: {failure}") from failure
-        except (PartitionMissingError, PartitionEmptyError) as error:
+        except PartitionError as error:  # missing, empty, or files that cannot be read as this dataset
             raise AirflowFailException(str(error)) from error
         print(report.summary())
         return {"rows": report.rows_valid, "bad_rows": report.bad_rows, "data_docs": report.data_docs}

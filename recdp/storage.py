@@ -22,6 +22,9 @@ VALIDATION_REPORT = "report.json"
 ABANDONED_AFTER_SECONDS = 6 * 3600
 
 
+_DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 class StorageError(ValueError):
     """A path or day that must not be used."""
 
@@ -32,8 +35,11 @@ def parse_day(day: str | dt.date) -> dt.date:
         return day.date()
     if isinstance(day, dt.date):
         return day
+    text = str(day)
     try:
-        return dt.date.fromisoformat(str(day))
+        if not _DAY_PATTERN.fullmatch(text):  # fromisoformat alone also takes 20260302 and 2026-W10-1
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise StorageError(f"day {day!r} is not a date in YYYY-MM-DD form") from exc
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class PromotionPolicy(BaseModel):
     """When a challenger replaces the champion (the recipe's `promotion` section and the DAG's Params)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_delta: float = Field(0.001, ge=0, description="AUC gain over the champion required to promote")
     logloss_tolerance: float = Field(0.002, ge=0, description="how much worse the logloss may be")

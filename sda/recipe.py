@@ -45,7 +45,7 @@ class RecipeError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a JSON dump writes inf and nan as null
 
 
 class Bounds(_Strict):

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
@@ -35,7 +35,7 @@ ProgressCallback = Callable[[int, float, float, float], bool]
 class TrainingConfig(BaseModel):
     """The recipe's `training` section."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(1, ge=1, le=100)
     batch_size: int = Field(1024, ge=1, le=1 << 20)
@@ -54,6 +54,15 @@ class TrainingConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1)
     log_every_seconds: float = Field(10.0, gt=0.0)
+
+    @model_serializer(mode="wrap")
+    def _keep_no_evals(self, handler, info):
+        # eval_every None (no evaluation until the end) is not its default: keep it when a dump drops Nones,
+        # else a saved recipe (dump_recipe, exclude_none) reads back with eval_every 0.25.
+        document = handler(self)
+        if self.eval_every is None and info.exclude_none and "eval_every" not in (info.exclude or ()):
+            document["eval_every"] = None
+        return document
 
 
 @dataclass
