@@ -9,6 +9,7 @@ the file says what was proven in this run.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,8 @@ from typing import Any
 
 import pytest
 
-LEDGER_PATH = Path(__file__).resolve().parents[2] / "var" / "bench" / "reliability.json"
+LEDGER_PATH = Path(os.environ.get("RELIABILITY_LEDGER")
+                   or Path(__file__).resolve().parents[2] / "var" / "bench" / "reliability.json")
 
 
 @dataclass
