@@ -3,7 +3,8 @@ writes the figures to var/bench/reliability.json (docs/RELIABILITY.md quotes the
 
 A record: {"area": "fault" | "input" | "security" | "load", "name": ..., "tried": count, "survived": count,
 "lost": count (must be 0), "detail": what happened}. A test records only after its assertions passed, so
-the file says what was proven in this run.
+the file says what was proven (each row has the time of the run that proved it; a run of some of the
+tests updates their rows and keeps the others).
 """
 
 from __future__ import annotations
@@ -44,14 +45,19 @@ class Ledger:
                                    figures))
 
     def write(self, path: Path) -> None:
-        totals = {area: {"tried": sum(r.tried for r in self.records if r.area == area),
-                         "survived": sum(r.survived for r in self.records if r.area == area),
-                         "lost": sum(r.lost for r in self.records if r.area == area)}
+        """Merge this session's records into the file: a run of some tests updates their rows only."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rows = {}
+        if path.is_file():
+            rows = {(r["area"], r["name"]): r for r in json.loads(path.read_text()).get("records", [])}
+        rows.update({(r.area, r.name): {**asdict(r), "at": now} for r in self.records})
+        records = list(rows.values())
+        totals = {area: {key: sum(r[key] for r in records if r["area"] == area)
+                         for key in ("tried", "survived", "lost")}
                   for area in ("fault", "input", "security", "load")}
         path.parent.mkdir(parents=True, exist_ok=True)
-        document = {"written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.node(),
-                    "totals": totals, "lost": sum(r.lost for r in self.records),
-                    "records": [asdict(r) for r in self.records]}
+        document = {"written_at": now, "machine": platform.node(), "totals": totals,
+                    "lost": sum(r["lost"] for r in records), "records": records}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(document, indent=2))
         tmp.replace(path)

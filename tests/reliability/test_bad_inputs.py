@@ -148,24 +148,26 @@ def case_missing_columns(spec, root) -> Expect:
     return _all_malformed(spec, root, lambda line: "\t".join(line.split("\t")[:-3]), 37)
 
 
-def case_label_two(spec, root) -> Expect:
+def _bad_labels(spec, root, every: int, label: str) -> int:
+    """A good day whose every `every`-th line has `label`; returns how many lines were changed."""
     lines = _good_lines(spec, root)
-    changed = [i for i in range(len(lines)) if i % 3 == 0]
+    changed = [i for i in range(len(lines)) if i % every == 0]
     for i in changed:
-        lines[i] = _set_field(lines[i], 0, "2")
+        lines[i] = _set_field(lines[i], 0, label)
     write_lines(raw_file(spec, root), lines)
+    return len(changed)
+
+
+def case_label_two(spec, root) -> Expect:
+    changed = _bad_labels(spec, root, 3, "2")
     return Expect(ValidationFailed, "label: expect_column_values_to_be_in_set",
-                  checks=(("expect_column_values_to_be_in_set", "label"),), bad_rows=0, unexpected=len(changed))
+                  checks=(("expect_column_values_to_be_in_set", "label"),), bad_rows=0, unexpected=changed)
 
 
 def case_label_beyond_int64(spec, root) -> Expect:
-    lines = _good_lines(spec, root)
-    changed = [i for i in range(len(lines)) if i % 5 == 0]
-    for i in changed:
-        lines[i] = _set_field(lines[i], 0, "99999999999999999999")
-    write_lines(raw_file(spec, root), lines)
+    changed = _bad_labels(spec, root, 5, "99999999999999999999")
     return Expect(ValidationFailed, "label: expect_column_values_to_not_be_null",
-                  checks=(("expect_column_values_to_not_be_null", "label"),), bad_rows=0, unexpected=len(changed))
+                  checks=(("expect_column_values_to_not_be_null", "label"),), bad_rows=0, unexpected=changed)
 
 
 def case_huge_values(spec, root) -> Expect:
