@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import warnings
@@ -226,11 +227,21 @@ class LocalBackend:
         budget = experiment.observation_budget or 30
         # Constraints reach the sampler through Trial.set_constraint (see observe()).
         study.sampler = optuna.samplers.TPESampler(
-            # A fresh seed per suggestion (processes share the study), never one that another seed meets later.
-            seed=None if self.seed is None else (self.seed * 1_000_003 + len(study.trials)) % 2**32,
-            n_startup_trials=max(2, min(10, budget // 3)), multivariate=True,
+            seed=self._suggestion_seed(study), n_startup_trials=max(2, min(10, budget // 3)), multivariate=True,
         )
         return study, experiment
+
+    def _suggestion_seed(self, study: optuna.Study) -> int | None:
+        """A fresh seed per suggestion (processes share the study), never one that another seed meets later.
+        With trials open, another worker may be asking from the same state at this moment: the seed then
+        also takes this process and thread, or both would get the very same suggestion."""
+        if self.seed is None:
+            return None
+        trials = study.get_trials(deepcopy=False)
+        seed = self.seed * 1_000_003 + len(trials)
+        if any(t.state == TrialState.RUNNING for t in trials):
+            seed = hash((seed, os.getpid(), threading.get_ident()))
+        return seed % 2**32
 
     # -- suggestions --------------------------------------------------------------------------------------
     def suggest(self, experiment_id: str, metadata: dict[str, Any] | None = None, strict: bool = True,
