@@ -223,13 +223,14 @@ class LocalBackend:
             study = optuna.load_study(study_name=experiment_id, storage=self.storage)
         except KeyError as missing:
             raise OptimizerError(f"no experiment {experiment_id!r} in the optimizer store") from missing
-        experiment = Experiment.model_validate(study.user_attrs[EXPERIMENT_ATTR])
+        return study, Experiment.model_validate(study.user_attrs[EXPERIMENT_ATTR])
+
+    def _sampler(self, study: optuna.Study, experiment: Experiment) -> optuna.samplers.TPESampler:
+        """The sampler of one suggestion; made only where one is asked for (the seed reads every trial).
+        Constraints reach it through Trial.set_constraint (see observe())."""
         budget = experiment.observation_budget or 30
-        # Constraints reach the sampler through Trial.set_constraint (see observe()).
-        study.sampler = optuna.samplers.TPESampler(
-            seed=self._suggestion_seed(study), n_startup_trials=max(2, min(10, budget // 3)), multivariate=True,
-        )
-        return study, experiment
+        return optuna.samplers.TPESampler(seed=self._suggestion_seed(study),
+                                          n_startup_trials=max(2, min(10, budget // 3)), multivariate=True)
 
     def _suggestion_seed(self, study: optuna.Study) -> int | None:
         """A fresh seed per suggestion (processes share the study), never one that another seed meets later.
@@ -252,6 +253,7 @@ class LocalBackend:
         self._abandon_stale(study)
         if strict:
             self._check_room(study, experiment)
+        study.sampler = self._sampler(study, experiment)
         with self._turn:
             trial = self._claim(study, assignments) if assignments else study.ask()
         if metadata:

@@ -109,7 +109,15 @@ def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day
               suggestion: Suggestion, prune: bool = True, model_dir: Path | None = None) -> TrialOutcome:
     """Train the suggestion and observe it. A trial that fails on its parameters (invalid, diverged, stopped
     as hopeless) is observed as failed; any other exception is the worker's, and abandons the suggestion.
-    With model_dir, an ok trial's model is saved there before the observation names it."""
+    With model_dir, an ok trial's model is saved there before the observation names it. Where the backend
+    detects dead workers by their heartbeats, the trial sends them until it is observed."""
+    keep_alive = getattr(backend, "keep_alive", None)
+    with keep_alive(experiment_id, suggestion.id) if keep_alive else contextlib.nullcontext():
+        return _train_and_observe(backend, experiment_id, recipe, day_dirs, suggestion, prune, model_dir)
+
+
+def _train_and_observe(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
+                       suggestion: Suggestion, prune: bool, model_dir: Path | None) -> TrialOutcome:
     try:
         model, training = configs_for(recipe, suggestion.assignments)
     except ValueError as invalid:  # e.g. an assignment the model's shape rules refuse
@@ -185,9 +193,7 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
         if suggestion is None:
             break
         model_dir = Path(model_root) / f"trial-{suggestion.id}" if model_root else None
-        keep_alive = getattr(backend, "keep_alive", None)  # heartbeats, where the backend detects dead workers
-        with keep_alive(experiment_id, suggestion.id) if keep_alive else contextlib.nullcontext():
-            outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir)
+        outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir)
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)

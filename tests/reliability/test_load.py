@@ -80,31 +80,39 @@ def connect(server: SigOptServer):
     return conn
 
 
+FAILED = object()  # what a timed request that got no 2xx answer returns
+
+
+def timed(log: WorkerLog, samples: list[float], what: str, request, **arguments):
+    """One request, timed into `samples` and counted by its status; FAILED (the error logged) if refused."""
+    began = time.perf_counter()
+    try:
+        answer = request(**arguments)
+    except (ApiException, ConnectionException) as error:
+        log.statuses[getattr(error, "status_code", None)] += 1
+        log.errors.append(f"{log.name} {what}: {error}")
+        return FAILED
+    samples.append((time.perf_counter() - began) * 1000)
+    log.statuses[200] += 1
+    return answer
+
+
 def run_worker(server: SigOptServer, experiment_id: str, log: WorkerLog, cycles: int,
                start: threading.Barrier) -> WorkerLog:
     api = connect(server).experiments(experiment_id)  # one Connection (one HTTP session) per worker
     start.wait()
     for cycle in range(cycles):
-        began = time.perf_counter()
-        try:
-            suggestion = api.suggestions().create(metadata={"worker": log.name, "cycle": cycle})
-        except (ApiException, ConnectionException) as error:
-            log.statuses[getattr(error, "status_code", None)] += 1
-            log.errors.append(f"{log.name} cycle {cycle}: suggest: {error}")
+        metadata = {"worker": log.name, "cycle": cycle}
+        suggestion = timed(log, log.suggest_ms, f"cycle {cycle}: suggest", api.suggestions().create,
+                           metadata=metadata)
+        if suggestion is FAILED:
             continue
-        log.suggest_ms.append((time.perf_counter() - began) * 1000)
-        log.statuses[200] += 1
         values = evaluate(suggestion.assignments)
-        began = time.perf_counter()
-        try:
-            api.observations().create(suggestion=suggestion.id, metadata={"worker": log.name, "cycle": cycle},
-                                      values=[{"name": k, "value": v} for k, v in values.items()])
-        except (ApiException, ConnectionException) as error:
-            log.statuses[getattr(error, "status_code", None)] += 1
-            log.errors.append(f"{log.name} cycle {cycle}: observe {suggestion.id}: {error}")
+        observed = timed(log, log.observe_ms, f"cycle {cycle}: observe {suggestion.id}",
+                         api.observations().create, suggestion=suggestion.id, metadata=metadata,
+                         values=[{"name": k, "value": v} for k, v in values.items()])
+        if observed is FAILED:
             continue
-        log.observe_ms.append((time.perf_counter() - began) * 1000)
-        log.statuses[200] += 1
         log.sent[suggestion.id] = (dict(suggestion.assignments), values)
         log.cycle_ends.append(time.monotonic())
     return log
