@@ -21,7 +21,7 @@ BENCH_ROWS ?= 1000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint bench-preprocess bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo bench-preprocess bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,17 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# The optimizer's concurrency tests, STRESS_RUNS times in a row (SQLite and PostgreSQL); stops at the first
+# failure and keeps each run's output in var/stress/.
+STRESS_RUNS ?= 20
+stress-hpo: venv
+	mkdir -p var/stress
+	for run in $$(seq 1 $(STRESS_RUNS)); do \
+		$(BIN)/python -m pytest -q tests/test_hpo_workers.py tests/test_hpo_race.py > var/stress/run-$$run.log 2>&1 \
+			|| { echo "run $$run of $(STRESS_RUNS) failed: var/stress/run-$$run.log"; exit 1; }; \
+		echo "run $$run of $(STRESS_RUNS): $$(tail -n 1 var/stress/run-$$run.log)"; \
+	done
 
 bench-preprocess: venv
 	$(BIN)/python scripts/bench_preprocess.py --days $(BENCH_DAYS) --rows $(BENCH_ROWS)

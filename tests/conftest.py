@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 REAL_ROWS_CSV = SHARED_DATA / "criteo_sample_200.csv"
 DAY = dt.date(2026, 3, 2)
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the machine's PostgreSQL, trust authentication
 
 
 def small_spec(name: str = "criteo", **validation: object) -> DatasetSpec:
@@ -102,3 +104,19 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    import psycopg2
+
+    name = f"sda_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(f"{POSTGRES}/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

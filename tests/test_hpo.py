@@ -244,24 +244,6 @@ def test_failed_observations_teach_the_sampler_to_avoid_their_region(backend):
     assert sum(failing[20:]) <= 4, failing
 
 
-def test_a_suggestion_that_loses_a_race_is_withdrawn_and_not_counted(backend):
-    import optuna
-
-    backend.create(experiment(observation_budget=3, parallel_bandwidth=1))
-    first = backend.suggest("exp")
-    study, definition = backend._open("exp")
-    racer = study.ask()  # a second worker that passed the first check at the same moment
-    with pytest.raises(BandwidthExceeded):
-        backend._check_room(study, definition, racer.number)
-    backend._release(study, racer, "withdrawn", requeue=None)
-    backend.observe("exp", first.id, metrics_for(first.assignments))
-    progress = backend.progress("exp")
-    assert (progress.observation_count, progress.open_suggestions, progress.abandoned_count) == (1, 0, 0)
-    assert progress.remaining == 2  # the withdrawn suggestion took nothing from the budget
-    states = [t.state for t in optuna.load_study(study_name="exp", storage=backend.storage).trials]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
-
-
 def test_open_suggestions_carry_their_metadata(backend):
     backend.create(experiment())
     a = backend.suggest("exp", metadata={"slot": "run#0"})

@@ -99,6 +99,21 @@ def test_a_deleted_suggestion_is_not_counted(conn):
     assert conn.experiments(exp.id).suggestions().fetch(state="open").count == 0
 
 
+def test_an_observation_by_assignments_has_no_suggestion_and_leaves_nothing_open(conn):
+    exp = create(conn)
+    assignments = {"x": 0.8, "k": "a"}
+    observation = conn.experiments(exp.id).observations().create(assignments=assignments,
+                                                                 values=evaluate(assignments))
+    assert observation.suggestion is None and dict(observation.assignments) == assignments
+    assert conn.experiments(exp.id).suggestions().fetch(state="open").count == 0
+    assert conn.experiments(exp.id).fetch().progress.observation_count == 1
+    with pytest.raises(ApiException) as error:  # a bad observation by assignments leaves no suggestion open
+        conn.experiments(exp.id).observations().create(assignments={"x": 0.5, "k": "b"},
+                                                       values=[{"name": "score", "value": 0.5}])
+    assert error.value.status_code == 400
+    assert conn.experiments(exp.id).suggestions().fetch(state="open").count == 0
+
+
 def test_thresholds_can_change_mid_experiment(conn):
     exp = create(conn)
     for _ in range(6):

@@ -12,11 +12,17 @@ How SigOpt's states map onto Optuna's:
   ignores FAIL trials but ranks infeasible ones among the bad, so a failure teaches it to avoid the region;
 - an abandoned suggestion is a FAIL trial marked `released: abandoned`, whose assignments are enqueued again;
 - a withdrawn suggestion (one that lost a race for the budget or the bandwidth) is a FAIL trial marked
-  `released: withdrawn`; neither counts.
+  `released: withdrawn`; neither counts;
+- a queued suggestion is a WAITING trial; taking it closes it (FAIL) and opens a new trial with its
+  assignments, so that trial numbers follow the order in which suggestions were taken.
+
+Workers claim suggestions optimistically: each checks for room, claims, then checks again counting only the
+suggestions numbered before its own; the loser of a race for the last place withdraws (see suggest()).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -26,6 +32,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
@@ -40,6 +47,7 @@ from sda.hpo.backend import (
     StoreUnavailable,
     Suggestion,
 )
+from sda.hpo.optuna_store import TrialStore
 from sda.recipe import Experiment, Metric, Parameter
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,7 @@ EXPERIMENT_ATTR = "sigopt_experiment"
 CREATED_ATTR = "created"
 RELEASED_ATTR = "released"
 HEARTBEAT_ATTR = "heartbeat"
+QUEUED_ATTR = "queued_as"  # the number of the queued trial whose assignments a suggestion took
 FAILED_CONSTRAINT = "observation_failed"
 
 
@@ -120,38 +129,70 @@ def _store_errors(method: _Method) -> _Method:
     return guarded  # type: ignore[return-value]
 
 
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 class LocalBackend:
     @_store_errors
     def __init__(self, storage: str, seed: int | None = None, stale_after_seconds: float = 300.0) -> None:
         self.storage_url = storage
         self.storage = _storage(storage)
+        self.trials = TrialStore(self.storage)
         self.seed = seed
         # An open suggestion whose worker sent no heartbeat for this long is abandoned (its worker died).
         self.stale_after_seconds = stale_after_seconds
-        # The threads of one process (`sda serve`'s request threads) take turns to claim a suggestion and to
-        # end one: on SQLite, Optuna reads a trial's state outside the transaction that changes it, so two
-        # threads could both pop one queued trial, or both observe one suggestion.
+        # Changes of a trial's state take turns: on SQLite, Optuna reads a trial's state outside the
+        # transaction that changes it, so two threads or processes could both take one queued trial, or both
+        # observe one suggestion. Threads take a lock; processes on SQLite also lock a file beside the
+        # database (SQLite's workers share one host). PostgreSQL locks the trial's row itself.
         self._turn = threading.Lock()
+        sqlite_file = _sqlite_file(storage)
+        self._turn_file = sqlite_file.with_name(sqlite_file.name + ".turn") if sqlite_file else None
+        # Test seams: called right before and right after a suggestion is claimed (see suggest()), so that a
+        # test can force two claims to interleave at exactly that point.
+        self.before_claim: Callable[[], None] | None = None
+        self.after_claim: Callable[[int], None] | None = None
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._turn:
+            if self._turn_file is None:
+                yield
+                return
+            with open(self._turn_file, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @_store_errors
     def beat(self, experiment_id: str, suggestion_id: int) -> None:
         """One heartbeat, at once: a worker that takes a suggestion says so before it loads any data, so
         that being killed even before its training starts leaves nothing open for good."""
         study, _ = self._open(experiment_id)
-        self.storage.set_trial_user_attr(self._running(study, suggestion_id)._trial_id, HEARTBEAT_ATTR, time.time())
+        self._running(study, suggestion_id)
+        self.trials.set_user_attr(study, suggestion_id, HEARTBEAT_ATTR, time.time())
 
     @contextmanager
     def keep_alive(self, experiment_id: str, suggestion_id: int) -> Iterator[None]:
         """Heartbeats for an open suggestion while its worker trains it; a worker killed mid-trial stops
         them, and the next suggest() by any worker abandons the suggestion (it is suggested again)."""
         study, _ = self._open(experiment_id)
-        trial_id = self._running(study, suggestion_id)._trial_id
+        self._running(study, suggestion_id)
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.is_set():
                 try:
-                    self.storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
-                except (RuntimeError, ValueError):  # observed (or released) meanwhile: nothing to keep alive
+                    self.trials.set_user_attr(study, suggestion_id, HEARTBEAT_ATTR, time.time())
+                except RuntimeError:  # observed (or released) meanwhile: nothing to keep alive
                     return
                 except Exception as error:  # the store is briefly unreachable: keep beating, or the trial is lost
                     log.warning("heartbeat of suggestion %d not written: %s", suggestion_id, error)
@@ -172,12 +213,14 @@ class LocalBackend:
             if beat is not None and now - beat > self.stale_after_seconds:
                 log.warning("suggestion %d: no heartbeat for %.0fs, its worker is gone: abandoned",
                             trial.number, now - beat)
-                try:
-                    self._release(study, trial, "abandoned", requeue=trial.params)
-                except (RuntimeError, ValueError):  # another worker released it first
-                    continue
+                with self._exclusive():
+                    try:
+                        self._release(study, trial.number, "abandoned", requeue=trial.params)
+                    except (RuntimeError, ValueError):  # another worker released it first
+                        continue
 
     # -- experiments --------------------------------------------------------------------------------------
+    @_store_errors
     def create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]] = (),
                key: str | None = None) -> str:
         """Create (or reopen) the experiment; a new one first tries the `warm_start` assignments, e.g. the
@@ -203,6 +246,7 @@ class LocalBackend:
             raise OptimizerError(f"experiment {experiment.name!r} exists with another definition")
         return key
 
+    @_store_errors
     def update(self, experiment_id: str, experiment: Experiment) -> None:
         """Replace the definition by one with the same parameters and metrics (thresholds, budget,
         bandwidth, name and metadata may change). Later feasibility follows the new thresholds."""
@@ -215,6 +259,7 @@ class LocalBackend:
                                  "of an experiment can change")
         study.set_user_attr(EXPERIMENT_ATTR, experiment.model_dump(mode="json"))
 
+    @_store_errors
     def experiment(self, experiment_id: str) -> Experiment:
         return self._open(experiment_id)[1]
 
@@ -245,44 +290,56 @@ class LocalBackend:
         return seed % 2**32
 
     # -- suggestions --------------------------------------------------------------------------------------
+    @_store_errors
     def suggest(self, experiment_id: str, metadata: dict[str, Any] | None = None, strict: bool = True,
                 assignments: dict[str, Any] | None = None) -> Suggestion:
         """The next suggestion (or one with the given `assignments`). `strict=False` gives SigOpt's API
-        behaviour, where observation_budget and parallel_bandwidth are advice, not limits."""
+        behaviour, where observation_budget and parallel_bandwidth are advice, not limits.
+
+        Strict claims are optimistic: check for room, claim, then check again counting only the suggestions
+        claimed before this one (numbered before it). Of workers that race for the last place, the first to
+        claim keeps it; the others withdraw, give a queued suggestion back to the queue, and raise."""
         study, experiment = self._open(experiment_id)
         self._abandon_stale(study)
         if strict:
             self._check_room(study, experiment)
-        study.sampler = self._sampler(study, experiment)
-        with self._turn:
-            trial = self._claim(study, assignments) if assignments else study.ask()
-        if metadata:
-            trial.set_user_attr("suggestion_metadata", metadata)
-        try:
-            # Another worker may have asked at the same moment: the lower trial number wins the last place.
-            if strict:
+        study.sampler = self._sampler(study, experiment)  # before the claim: a new Trial tells its sampler
+        if self.before_claim is not None:
+            self.before_claim()
+        trial, queued = self._claim(study, assignments, metadata)
+        if self.after_claim is not None:
+            self.after_claim(trial.number)
+        if strict:
+            try:
                 self._check_room(study, experiment, trial.number)
-        except (BudgetExhausted, BandwidthExceeded):
-            # A suggestion taken from the queue (warm start, abandoned) goes back to it.
-            self._release(study, trial, "withdrawn", requeue=trial.system_attrs.get("fixed_params"))
-            raise
-        assignments: dict[str, Any] = {c.name: trial.suggest_categorical(c.name, c.values)
-                                       for c in experiment.conditionals}
+            except (BudgetExhausted, BandwidthExceeded) as lost:
+                with self._exclusive():
+                    self._release(study, trial.number, "withdrawn", requeue=queued)
+                log.info("suggestion %d withdrawn: %s", trial.number, lost)
+                raise
+        chosen: dict[str, Any] = {c.name: trial.suggest_categorical(c.name, c.values)
+                                  for c in experiment.conditionals}
         for parameter in experiment.parameters:
             conditions = parameter.conditions or {}
-            if all(assignments.get(name) in values for name, values in conditions.items()):
-                assignments[parameter.name] = _sample(trial, parameter)
-        return Suggestion(trial.number, assignments, metadata)
+            if all(chosen.get(name) in values for name, values in conditions.items()):
+                chosen[parameter.name] = _sample(trial, parameter)
+        return Suggestion(trial.number, chosen, metadata)
 
-    def _claim(self, study: optuna.Study, assignments: dict[str, Any]) -> Trial:
-        """A new open suggestion with exactly these assignments. (ask() would hand out the oldest queued
-        trial, which may be another's: the one queued here is claimed by its id instead.)"""
-        study.enqueue_trial(assignments)
-        mine = max((t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                    if t.system_attrs.get("fixed_params") == assignments), key=lambda t: t.number)
-        if not self.storage.set_trial_state_values(mine._trial_id, TrialState.RUNNING):
-            raise OptimizerError("another worker took the suggestion being created: ask again")
-        return Trial(study, mine._trial_id)
+    def _claim(self, study: optuna.Study, assignments: dict[str, Any] | None,
+               metadata: dict[str, Any] | None) -> tuple[Trial, dict[str, Any] | None]:
+        """A new open suggestion, numbered after every suggestion claimed before it, and the queued
+        assignments it took, if any. With `assignments`, exactly those; else the oldest queued ones; else the
+        sampler's. (Optuna's ask() would run a queued trial under the number it was queued with, so numbers
+        would not follow the order of claims, which the room check relies on.)"""
+        user_attrs = {"suggestion_metadata": metadata} if metadata else {}
+        if assignments:
+            return self.trials.start(study, assignments, user_attrs), None
+        with self._exclusive():
+            for entry in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                if self.trials.take_queued(study, entry.number):
+                    queued = self.trials.queued_assignments(entry)
+                    return self.trials.start(study, queued, {**user_attrs, QUEUED_ATTR: entry.number}), queued
+            return self.trials.start(study, None, user_attrs), None
 
     def _check_room(self, study: optuna.Study, experiment: Experiment, mine: int | None = None) -> None:
         """Without `mine`: is there room for one more suggestion? With it: is `mine` within the room, counting
@@ -299,35 +356,40 @@ class LocalBackend:
             raise BandwidthExceeded(f"experiment {study.study_name!r}: {running - 1 + extra} suggestions open, "
                                     f"parallel_bandwidth is {experiment.parallel_bandwidth}")
 
-    @staticmethod
-    def _release(study: optuna.Study, trial: FrozenTrial | Trial, why: str, requeue: dict[str, Any] | None) -> None:
-        """End a suggestion without an observation; `requeue` assignments are suggested again next."""
-        Trial(study, trial._trial_id).set_user_attr(RELEASED_ATTR, why)
-        study.tell(trial.number, state=TrialState.FAIL)
+    def _release(self, study: optuna.Study, number: int, why: str, requeue: dict[str, Any] | None) -> None:
+        """End a suggestion without an observation; `requeue` assignments are suggested again next. (The
+        caller takes its turn: see _exclusive.) Requeued first, so that a crash in between repeats work
+        rather than losing it."""
         if requeue:
             study.enqueue_trial(requeue)
+        self.trials.set_user_attr(study, number, RELEASED_ATTR, why)
+        study.tell(number, state=TrialState.FAIL)
 
+    @_store_errors
     def open_suggestions(self, experiment_id: str) -> list[Suggestion]:
         study, _ = self._open(experiment_id)
         return [Suggestion(t.number, dict(t.params), t.user_attrs.get("suggestion_metadata"))
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
+    @_store_errors
     def suggestion(self, experiment_id: str, suggestion_id: int) -> tuple[FrozenTrial, Suggestion] | None:
         """One suggestion given out (open or closed) with its trial; None if there is none by that id.
         One row read, not the whole study: `sda serve` answers every create with it."""
         study, _ = self._open(experiment_id)
-        trial = _trial(study, suggestion_id)
+        trial = self.trials.read(study, suggestion_id)
         if trial is None or trial.state not in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
             return None
         return trial, Suggestion(trial.number, dict(trial.params), trial.user_attrs.get("suggestion_metadata"))
 
+    @_store_errors
     def observation(self, experiment_id: str, suggestion_id: int) -> tuple[FrozenTrial, Observation] | None:
         study, _ = self._open(experiment_id)
-        trial = _trial(study, suggestion_id)
+        trial = self.trials.read(study, suggestion_id)
         if trial is None or trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             return None
         return trial, self._observation(trial)
 
+    @_store_errors
     def suggestions(self, experiment_id: str) -> list[tuple[FrozenTrial, Suggestion]]:
         """Every suggestion given out and not deleted, open or closed, with its trial (for its times)."""
         study, _ = self._open(experiment_id)
@@ -336,6 +398,7 @@ class LocalBackend:
                                                                    TrialState.PRUNED))]
 
     # -- queued suggestions (SigOpt's queued_suggestions: assignments to try next) -----------------------
+    @_store_errors
     def queue(self, experiment_id: str, assignments: dict[str, Any]) -> int:
         study, experiment = self._open(experiment_id)
         fitting = fitting_assignments(experiment, assignments)
@@ -345,24 +408,26 @@ class LocalBackend:
         study.enqueue_trial(assignments)
         return max(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
+    @_store_errors
     def queued(self, experiment_id: str) -> list[Suggestion]:
         study, _ = self._open(experiment_id)
-        return [Suggestion(t.number, dict(t.system_attrs.get("fixed_params", {})))
+        return [Suggestion(t.number, self.trials.queued_assignments(t))
                 for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
 
+    @_store_errors
     def unqueue(self, experiment_id: str, number: int) -> None:
         study, _ = self._open(experiment_id)
-        waiting = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
-        if number not in waiting:
-            raise OptimizerError(f"no queued suggestion {number}")
-        self.storage.set_trial_state_values(waiting[number]._trial_id, TrialState.FAIL)
+        with self._exclusive():
+            if not self.trials.take_queued(study, number):
+                raise OptimizerError(f"no queued suggestion {number}")
 
+    @_store_errors
     def observe(self, experiment_id: str, suggestion_id: int, values: dict[str, float] | None = None,
                 failed: bool = False, reason: str | None = None, metadata: dict[str, Any] | None = None) -> None:
         study, experiment = self._open(experiment_id)
-        with self._turn:
+        with self._exclusive():
             trial = self._running(study, suggestion_id)
-            live = Trial(study, trial._trial_id)  # the public Trial API is the one way to attach attributes
+            live = self.trials.live(study, suggestion_id)
             if metadata:
                 live.set_user_attr("metadata", metadata)
             if failed or values is None:
@@ -384,17 +449,25 @@ class LocalBackend:
             live.set_user_attr("constraints", list(constraints.values()))
             study.tell(trial.number, [float(values[m.name]) for m in experiment.metrics if m.strategy == "optimize"])
 
+    @_store_errors
     def abandon(self, experiment_id: str, suggestion_id: int, requeue: bool = True) -> None:
         """Give the suggestion back: not counted; with `requeue`, its assignments are suggested again next,
         so the abandoned work is not lost (SigOpt's delete does not requeue)."""
         study, _ = self._open(experiment_id)
-        with self._turn:
+        with self._exclusive():
             trial = self._running(study, suggestion_id)
-            self._release(study, trial, "abandoned", requeue=trial.params if requeue else None)
+            self._release(study, suggestion_id, "abandoned", requeue=trial.params if requeue else None)
 
-    @staticmethod
-    def _running(study: optuna.Study, suggestion_id: int) -> FrozenTrial:
-        trial = _trial(study, suggestion_id)
+    @_store_errors
+    def set_attribute(self, experiment_id: str, suggestion_id: int, key: str, value: Any) -> None:
+        """Attach an attribute to an open suggestion (e.g. `sda serve` marks a suggestion opened only to
+        carry an observation made by assignments)."""
+        study, _ = self._open(experiment_id)
+        self._running(study, suggestion_id)
+        self.trials.set_user_attr(study, suggestion_id, key, value)
+
+    def _running(self, study: optuna.Study, suggestion_id: int) -> FrozenTrial:
+        trial = self.trials.read(study, suggestion_id)
         if trial is None:
             raise OptimizerError(f"no suggestion {suggestion_id}")
         if trial.state != TrialState.RUNNING:
@@ -402,6 +475,7 @@ class LocalBackend:
         return trial
 
     # -- results ------------------------------------------------------------------------------------------
+    @_store_errors
     def best_assignments(self, experiment_id: str) -> list[Observation]:
         study, experiment = self._open(experiment_id)
         optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
@@ -420,6 +494,7 @@ class LocalBackend:
         front.sort(key=lambda t: t.values[0], reverse=first.objective == "maximize")
         return [self._observation(t) for t in front]
 
+    @_store_errors
     def observations(self, experiment_id: str) -> list[Observation]:
         study, _ = self._open(experiment_id)
         return [self._observation(t) for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))]
@@ -430,6 +505,7 @@ class LocalBackend:
         return Observation(trial.number, dict(trial.params), None if failed else trial.user_attrs.get("metrics"),
                            failed, trial.user_attrs.get("failed_reason"), trial.user_attrs.get("metadata"))
 
+    @_store_errors
     def progress(self, experiment_id: str) -> Progress:
         study, experiment = self._open(experiment_id)
         return self._progress(study, experiment)
@@ -467,17 +543,6 @@ def fitting_assignments(experiment: Experiment | dict, assignments: dict[str, An
     return fitting
 
 
-def _trial(study: optuna.Study, number: int) -> FrozenTrial | None:
-    """The study's trial `number`, read alone (get_trials would read every trial of the study), from the
-    database itself: the study's caching wrapper may hold a state another process has changed since."""
-    storage = getattr(study._storage, "_backend", study._storage)
-    try:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    except KeyError:
-        return None
-    return storage.get_trial(trial_id)
-
-
 def _sample(trial: Trial, parameter: Parameter) -> Any:
     if parameter.type == "categorical":
         return trial.suggest_categorical(parameter.name, [v.name for v in parameter.categorical_values])
@@ -488,9 +553,3 @@ def _sample(trial: Trial, parameter: Parameter) -> Any:
         return trial.suggest_int(parameter.name, int(parameter.bounds.min), int(parameter.bounds.max))
     return trial.suggest_float(parameter.name, parameter.bounds.min, parameter.bounds.max,
                                log=parameter.transformation == "log")
-
-
-for _name in ("beat", "create", "update", "experiment", "suggest", "open_suggestions", "suggestion", "suggestions",
-              "queue", "queued", "unqueue", "observe", "observation", "abandon", "best_assignments", "observations",
-              "progress"):
-    setattr(LocalBackend, _name, _store_errors(getattr(LocalBackend, _name)))

@@ -310,7 +310,7 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
             number = int(body["suggestion"])
         elif "assignments" in body:
             number = service.backend.suggest(key, strict=False, assignments=body["assignments"]).id
-            _mark_without_suggestion(key, number)
+            service.backend.set_attribute(key, number, "without_suggestion", True)
         else:
             raise ApiError(400, "an observation needs a suggestion or assignments")
         reason = str(metadata.get("failed_reason")) if failed and metadata and "failed_reason" in metadata else None
@@ -321,10 +321,6 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
                 service.backend.abandon(key, number, requeue=False)
             raise
         return _observation(experiment_id, key, number)
-
-    def _mark_without_suggestion(key: str, number: int) -> None:
-        trial, _ = service.backend.observation(key, number)
-        service.storage.set_trial_user_attr(trial._trial_id, "without_suggestion", True)
 
     def _observation(experiment_id: str, key: str, number: int) -> dict:
         found = service.backend.observation(key, number)
