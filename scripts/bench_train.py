@@ -1,13 +1,18 @@
 """`make bench-train`: this project's trainer against a loop in the style of Meta's DLRM reference.
 
-Both train DLRM with the architecture of the reference's Criteo Kaggle benchmark (embedding 16, bottom MLP
-13-512-256-64-16, top MLP 512-256-1) for one epoch on the same generated data (default 2M training rows):
-  (a) baseline: mini-batch 128, SGD lr 0.1, per-batch NumPy indexing, one nn.EmbeddingBag per table fed
-      with offsets, one thread of data loading, as dlrm_s_pytorch.py does;
-  (b) project: sda.train with fused embedding tables, sparse embedding gradients, Adam (SparseAdam on the
-      tables) and large batches.
-Reports samples/s, training seconds until each reaches the baseline's final validation AUC, final AUC and
-logloss, and the ratio of times to equal AUC. Writes var/bench/train.json.
+All arms train DLRM with the architecture of the reference's Criteo Kaggle benchmark (embedding 16, bottom
+MLP 13-512-256-64-16, top MLP 512-256-1) for one epoch on the same generated data, at each cardinality
+scale asked for (default: full Criteo cardinalities, 1.0, and 0.01):
+  1. reference: a loop as dlrm_s_pytorch.py writes it: mini-batch 128, SGD lr 0.1, per-batch NumPy
+     indexing, one nn.EmbeddingBag per table fed with offsets;
+  2. project trainer with the reference's hyperparameters (SGD, lr 0.1, batch 128): the systems
+     speed-up alone (fused tables, sparse gradients, the shard reader);
+  3. project trainer with the project's own settings: what the advisor picks for this many rows (Adam, its
+     batch size and learning rate): the whole speed-up.
+Every arm is validated on the same held-out split every 5% of its epoch, evaluation time excluded from its
+clock. Its AUC at a moment is the mean of its last 3 evaluations (one evaluation is noisy); the target is
+the best such AUC the reference reaches, and each arm's time to target is the first moment its mean
+reaches it, the reference's included. Writes docs/benchmarks/train.json.
 """
 
 from __future__ import annotations
@@ -30,10 +35,14 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.shards import read_shards  # noqa: E402
 from scripts.benchdata import prepared_training_day  # noqa: E402
+from scripts.benchreport import RESULTS, write_report  # noqa: E402
+from sda.advisors.knowledge import batch_size_for, learning_rate_for  # noqa: E402
 from sda.models import parse_model_config  # noqa: E402
 from sda.train import TrainingConfig, train  # noqa: E402
 
 DAY = dt.date(2026, 4, 1)
+EVAL_EVERY = 0.05
+WINDOW = 3  # evaluations averaged into an arm's AUC at a moment
 ARCHITECTURE = {"name": "dlrm", "embedding_dim": 16, "bottom_mlp": [512, 256, 64, 16], "top_mlp": [512, 256]}
 
 
@@ -67,6 +76,31 @@ class ReferenceDLRM(nn.Module):
         return self.top(torch.cat([x, z], dim=1)).squeeze(1)
 
 
+def smoothed(curve: list[dict]) -> list[tuple[float, float]]:
+    """(training seconds, mean AUC of the last WINDOW evaluations) from the WINDOW-th evaluation on."""
+    points = [(p["train_seconds"], p["auc"]) for p in curve]
+    return [(points[k][0], float(np.mean([a for _, a in points[k - WINDOW + 1:k + 1]])))
+            for k in range(WINDOW - 1, len(points))]
+
+
+def time_to_target(curve: list[dict], target: float) -> float | None:
+    return next((seconds for seconds, auc in smoothed(curve) if auc >= target - 1e-12), None)
+
+
+def _evaluate_reference(model: nn.Module, valid) -> tuple[float, float]:
+    with torch.no_grad():
+        model.eval()
+        scores = []
+        for s in range(0, len(valid), 65_536):
+            cat = torch.tensor(np.asarray(valid.cat[s:s + 65_536]).astype(np.int64))
+            size = cat.shape[0]
+            scores.append(model(torch.tensor(np.asarray(valid.dense[s:s + 65_536])),
+                                [torch.arange(size)] * cat.shape[1], [cat[:, k] for k in range(cat.shape[1])]).numpy())
+        model.train()
+    probability, label = np.concatenate(scores), np.asarray(valid.label)
+    return float(roc_auc_score(label, probability)), float(log_loss(label, np.clip(probability, 1e-7, 1 - 1e-7)))
+
+
 def run_reference(train_dir: Path, valid_dir: Path, batch_size: int = 128, lr: float = 0.1) -> dict:
     train_shards, valid_shards = read_shards(train_dir), read_shards(valid_dir)
     sizes = [int(train_shards.header.table_sizes[c]) for c in train_shards.header.categorical_columns]
@@ -78,8 +112,11 @@ def run_reference(train_dir: Path, valid_dir: Path, batch_size: int = 128, lr: f
     dense_all, cat_all, label_all = (np.asarray(train_shards.dense), np.asarray(train_shards.cat),
                                      np.asarray(train_shards.label))
     order = np.random.default_rng(0).permutation(len(label_all))
-    started, n = time.monotonic(), len(label_all)
-    for step, s in enumerate(range(0, n, batch_size)):
+    n = len(label_all)
+    steps = -(-n // batch_size)
+    eval_steps = max(1, round(steps * EVAL_EVERY))
+    curve, eval_seconds, started = [], 0.0, time.monotonic()
+    for step, s in enumerate(range(0, n, batch_size), start=1):
         idx = order[s:s + batch_size]
         dense = torch.tensor(dense_all[idx])
         cat = torch.tensor(cat_all[idx].astype(np.int64))
@@ -89,60 +126,80 @@ def run_reference(train_dir: Path, valid_dir: Path, batch_size: int = 128, lr: f
         loss = loss_fn(model(dense, offsets, indices), torch.tensor(label_all[idx]))
         loss.backward()
         optimizer.step()
-        if step % 2000 == 0:
-            rate = s / max(time.monotonic() - started, 1e-9)
-            logging.info("reference: step %d, %.0f samples/s, loss %.4f", step, rate, loss.item())
-    seconds = time.monotonic() - started
-    with torch.no_grad():
-        model.eval()
-        scores = []
-        for s in range(0, len(valid_shards), 65_536):
-            cat = torch.tensor(np.asarray(valid_shards.cat[s:s + 65_536]).astype(np.int64))
-            size = cat.shape[0]
-            scores.append(model(torch.tensor(np.asarray(valid_shards.dense[s:s + 65_536])),
-                                [torch.arange(size)] * cat.shape[1], [cat[:, k] for k in range(cat.shape[1])]).numpy())
-    probability, label = np.concatenate(scores), np.asarray(valid_shards.label)
+        if step % eval_steps == 0 or step == steps:
+            paused = time.monotonic()
+            auc, logloss = _evaluate_reference(model, valid_shards)
+            curve.append({"step": step, "fraction": step / steps, "train_seconds": paused - started - eval_seconds,
+                          "auc": auc, "logloss": logloss})
+            eval_seconds += time.monotonic() - paused
+            logging.info("reference: %.0f%%, %.0f samples/s, AUC %.4f", 100 * step / steps,
+                         min(step * batch_size, n) / curve[-1]["train_seconds"], auc)
+    seconds = curve[-1]["train_seconds"]
     return {"samples": n, "seconds": round(seconds, 2), "samples_per_second": round(n / seconds, 1),
-            "auc": float(roc_auc_score(label, probability)),
-            "logloss": float(log_loss(label, np.clip(probability, 1e-7, 1 - 1e-7)))}
+            "auc": curve[-1]["auc"], "logloss": curve[-1]["logloss"], "curve": curve}
+
+
+def run_project(processed: Path, config: TrainingConfig) -> dict:
+    result = train(parse_model_config(ARCHITECTURE), config, [processed])
+    if result.status == "failed":
+        raise SystemExit(f"the project's run failed ({config}): {result.reason}")
+    curve = [{k: p[k] for k in ("step", "fraction", "train_seconds", "auc", "logloss") if k in p}
+             for p in result.curve]
+    return {"samples": int(result.metrics["samples"]), "seconds": round(result.metrics["training_time"], 2),
+            "samples_per_second": round(result.metrics["samples_per_second"], 1),
+            "auc": result.metrics["auc"], "logloss": result.metrics["logloss"], "curve": curve,
+            "settings": config.model_dump(include={"batch_size", "learning_rate", "optimizer", "sparse_embeddings"})}
+
+
+def bench_at_scale(work: Path, train_rows: int, scale: float) -> dict:
+    processed, oracle = prepared_training_day(work / f"train_data_scale_{scale:g}", DAY, train_rows, scale)
+    stats = json.loads((processed / "stats.json").read_text())
+    tables = [int(v) for v in read_shards(processed / "shards" / "train").header.table_sizes.values()]
+    logging.info("scale %g: %d embedding rows in %d tables (largest %d)", scale, sum(tables), len(tables), max(tables))
+    arms = {"reference": run_reference(processed / "shards" / "train", processed / "shards" / "valid")}
+    target = max(auc for _, auc in smoothed(arms["reference"]["curve"]))
+    same = TrainingConfig(batch_size=128, learning_rate=0.1, optimizer="sgd", eval_every=EVAL_EVERY, seed=0)
+    batch = batch_size_for(arms["reference"]["samples"])
+    own = TrainingConfig(batch_size=batch, learning_rate=round(learning_rate_for(batch), 8), optimizer="adam",
+                         eval_every=EVAL_EVERY, seed=0)
+    arms["project, reference hyperparameters"] = run_project(processed, same)
+    arms["project, own settings"] = run_project(processed, own)
+    reference_time = time_to_target(arms["reference"]["curve"], target)
+    for name, arm in arms.items():
+        arm["seconds_to_target"] = time_to_target(arm["curve"], target)
+        arm["speedup_to_target"] = (round(reference_time / arm["seconds_to_target"], 2)
+                                    if arm["seconds_to_target"] else None)
+        logging.info("scale %g, %s: %s s to target, %sx", scale, name, arm["seconds_to_target"],
+                     arm["speedup_to_target"])
+    return {"cardinality_scale": scale, "train_rows": arms["reference"]["samples"], "oracle_auc": oracle,
+            "freq_threshold": stats.get("freq_threshold"), "embedding_rows": sum(tables),
+            "largest_table": max(tables), "target_auc": target, "arms": arms}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=2_000_000)
+    parser.add_argument("--cardinality-scales", default="1.0,0.01",
+                        help="comma-separated; 1.0 is Criteo's full cardinalities")
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--learning-rate", type=float, default=0.002)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    processed, oracle = prepared_training_day(args.work / "train_data", DAY, args.train_rows)
-    logging.info("baseline (reference-style loop) ...")
-    baseline = run_reference(processed / "shards" / "train", processed / "shards" / "valid")
-    logging.info("baseline: %s", baseline)
-    config = TrainingConfig(batch_size=args.batch_size, learning_rate=args.learning_rate, optimizer=args.optimizer,
-                            eval_every=0.05, seed=0)
-    result = train(parse_model_config(ARCHITECTURE), config, [processed])
-    if result.status == "failed":
-        raise SystemExit(f"the project's run failed: {result.reason}")
-    reached = next((p for p in result.curve if p["auc"] >= baseline["auc"]), None)
-    project = {"samples": int(result.metrics["samples"]),
-               "seconds": round(result.metrics["training_time"], 2),
-               "samples_per_second": round(result.metrics["samples_per_second"], 1),
-               "auc": result.metrics["auc"], "logloss": result.metrics["logloss"],
-               "seconds_to_baseline_auc": round(reached["train_seconds"], 2) if reached else None,
-               "settings": config.model_dump(include={"batch_size", "learning_rate", "optimizer",
-                                                      "sparse_embeddings"})}
-    ratio = round(baseline["seconds"] / project["seconds_to_baseline_auc"], 2) if reached else None
-    report = {"benchmark": "train", "train_rows": args.train_rows, "oracle_auc": oracle,
-              "architecture": ARCHITECTURE, "baseline": baseline, "project": project,
-              "time_to_equal_auc_speedup": ratio,
-              "samples_per_second_ratio": round(project["samples_per_second"] / baseline["samples_per_second"], 2)}
-    out = args.work / "train.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print(f"\ntime to the baseline's AUC ({baseline['auc']:.4f}): baseline {baseline['seconds']}s, project "
-          f"{project['seconds_to_baseline_auc']}s -> {ratio}x; samples/s ratio {report['samples_per_second_ratio']}x")
+    scales = [float(s) for s in args.cardinality_scales.split(",")]
+    results = [bench_at_scale(args.work, args.train_rows, scale) for scale in scales]
+    report = {"architecture": ARCHITECTURE, "eval_every": EVAL_EVERY, "window": WINDOW, "target": 5.4,
+              "scales": results}
+    out = write_report("train", report, {"generator": "recdp.synth, criteo spec, seed 7",
+                                         "train_rows": args.train_rows, "cardinality_scales": scales}, args.out)
+    print(f"\nwritten: {out}")
+    print(f"{'scale':>6} {'arm':<38} {'samples/s':>10} {'final AUC':>10} {'s to target':>12} {'speed-up':>9}")
+    for result in results:
+        for name, arm in result["arms"].items():
+            print(f"{result['cardinality_scale']:>6g} {name:<38} {arm['samples_per_second']:>10,.0f} "
+                  f"{arm['auc']:>10.4f} {arm['seconds_to_target'] or float('nan'):>12.1f} "
+                  f"{arm['speedup_to_target'] or float('nan'):>8.2f}x")
+        print(f"{'':>6} target AUC {result['target_auc']:.4f} (reference's best 3-evaluation mean), oracle "
+              f"{result['oracle_auc']:.4f}, {result['embedding_rows']:,} embedding rows")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,21 +26,29 @@ def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date], master: str 
             "--skip-validation-check", *[x for day in days for x in ("--day", day.isoformat())]]
 
 
-def ensure_generated(spec: DatasetSpec, data: DataRoot, day: dt.date, rows: int) -> float:
-    """Generate the day unless it is there with this row count; return its oracle AUC."""
+def ensure_generated(spec: DatasetSpec, data: DataRoot, day: dt.date, rows: int,
+                     cardinality_scale: float = 0.01, seed: int = 7) -> float:
+    """Generate the day unless it is there with these settings; return its oracle AUC."""
     marker = data.raw(spec.name, day) / "_synth.json"
-    if not marker.is_file() or json.loads(marker.read_text())["rows"] != rows:
-        generate_day(spec, data, day, SynthConfig(rows=rows))
+    wanted = {"rows": rows, "cardinality_scale": cardinality_scale, "seed": seed}
+    if not marker.is_file() or any(json.loads(marker.read_text()).get(k) != v for k, v in wanted.items()):
+        generate_day(spec, data, day, SynthConfig(rows=rows, seed=seed, cardinality_scale=cardinality_scale))
     return json.loads(marker.read_text())["oracle_auc"]
 
 
-def prepared_training_day(folder: Path, day: dt.date, train_rows: int) -> tuple[Path, float]:
-    """A processed Criteo-like day with about `train_rows` training rows; returns (day dir, oracle AUC)."""
+def prepared_training_day(folder: Path, day: dt.date, train_rows: int,
+                          cardinality_scale: float = 0.01) -> tuple[Path, float]:
+    """A processed Criteo-like day with about `train_rows` training rows, Criteo's cardinalities times
+    `cardinality_scale` (1.0: full, up to 10M distinct values a column); returns (day dir, oracle AUC)."""
     spec = load_spec("criteo")
     data = DataRoot(folder.resolve())
-    oracle = ensure_generated(spec, data, day, int(train_rows / spec.preprocess.splits.train))
+    oracle = ensure_generated(spec, data, day, int(train_rows / spec.preprocess.splits.train), cardinality_scale)
     processed = data.processed(spec.name, day)
-    if not (processed / "_SUCCESS").is_file():
+    done, generated = processed / "_SUCCESS", data.raw(spec.name, day) / "_synth.json"
+    if done.is_file() and done.stat().st_mtime < generated.stat().st_mtime:  # the data changed since
+        shutil.rmtree(processed)
+        shutil.rmtree(data.vocab(spec.name), ignore_errors=True)
+    if not done.is_file():
         subprocess.run(spark_submit_preprocess(spec, [day]), env={**os.environ, "RECSYS_DATA": str(data.root)},
                        check=True, capture_output=True)
     return processed, oracle

@@ -1,0 +1,42 @@
+"""The benchmark scripts run on tiny data and write their JSON with every field (timings are not checked:
+benchmarks are make targets, not tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import PROJECT_ROOT
+
+
+def test_time_to_target_is_the_first_moment_the_mean_of_three_evaluations_reaches_it():
+    from scripts.bench_train import smoothed, time_to_target
+
+    curve = [{"train_seconds": float(t), "auc": auc} for t, auc in enumerate([0.70, 0.80, 0.72, 0.75, 0.78, 0.79])]
+    assert [round(a, 4) for _, a in smoothed(curve)] == [0.74, 0.7567, 0.75, 0.7733]
+    # A single evaluation reached 0.80 at second 1; the mean of three first reaches 0.75 at second 3.
+    assert time_to_target(curve, 0.75) == 3.0
+    assert time_to_target(curve, 0.80) is None
+    target = max(a for _, a in smoothed(curve))  # the reference's target is reached by the reference too
+    assert time_to_target(curve, target) == 5.0
+
+
+def test_bench_train_writes_every_field(tmp_path):
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_train.py"), "--train-rows", "20000",
+                    "--cardinality-scales", "0.001", "--work", str(tmp_path / "work"), "--out", str(out)],
+                   check=True, capture_output=True, cwd=PROJECT_ROOT)
+    report = json.loads((out / "train.json").read_text())
+    assert report["benchmark"] == "train"
+    assert set(report["run"]) == {"command", "git_commit", "finished", "machine"}
+    assert {"cores", "cpu_model", "torch_threads", "blas"} <= set(report["run"]["machine"])
+    assert report["data"]["cardinality_scales"] == [0.001]
+    [scale] = report["scales"]
+    assert scale["cardinality_scale"] == 0.001 and scale["freq_threshold"] == 2 and scale["embedding_rows"] > 0
+    assert set(scale["arms"]) == {"reference", "project, reference hyperparameters", "project, own settings"}
+    for arm in scale["arms"].values():
+        assert {"samples_per_second", "auc", "logloss", "curve", "seconds_to_target", "speedup_to_target"} <= set(arm)
+        assert len(arm["curve"]) >= 20  # evaluated at least every 5% of the epoch
+    assert scale["arms"]["reference"]["speedup_to_target"] == 1.0
+    assert scale["arms"]["project, reference hyperparameters"]["settings"]["optimizer"] == "sgd"
