@@ -3,16 +3,17 @@
 - Preprocessing: the Spark job over the same generated day with local[1], local[2] and local[4].
 - Trials: the same 8-trial experiment run by 1, 2 and 4 `sda optimize --worker` processes sharing one
   optimizer store (each trial with its share of the cores).
-Writes var/bench/scale.json; ratios are against 1 core / 1 worker. This machine has 2 cores: 4 is
-oversubscribed on purpose, to show where adding workers stops paying.
+Every preprocessing run starts from empty processed/ and vocab/ folders, so each counts the vocabulary
+as the first did. Writes docs/benchmarks/scale.json; ratios are against 1 core / 1 worker. This machine
+has 2 cores: 4 is oversubscribed on purpose, to show where adding workers stops paying.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -26,12 +27,16 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
+from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
 DAY = dt.date(2026, 5, 3)
 LEVELS = (1, 2, 4)
 
 
 def preprocess_seconds(data: DataRoot, master: str) -> float:
+    """One run of the job from nothing: no processed day and no vocabulary left by an earlier run."""
+    shutil.rmtree(data.processed("criteo", DAY), ignore_errors=True)
+    shutil.rmtree(data.vocab("criteo"), ignore_errors=True)
     started = time.perf_counter()
     subprocess.run(spark_submit_preprocess(load_spec("criteo"), [DAY], master),
                    env={**os.environ, "RECSYS_DATA": str(data.root)}, check=True, capture_output=True)
@@ -67,11 +72,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--cardinality-scale", type=float, default=1.0, help="1.0: Criteo's full cardinalities")
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     folder = args.work / "scale_data"
     data = DataRoot(folder.resolve())
-    ensure_generated(load_spec("criteo"), data, DAY, args.rows)
+    ensure_generated(load_spec("criteo"), data, DAY, args.rows, args.cardinality_scale)
     preprocess = {}
     for cores in LEVELS:
         preprocess[cores] = round(preprocess_seconds(data, f"local[{cores}]"), 1)
@@ -82,14 +89,13 @@ def main() -> None:
         trials[workers] = round(trials_seconds(args.work, day_dir, workers, args.trials), 1)
         print(f"{args.trials} trials with {workers} worker(s): {trials[workers]} s", flush=True)
     report = {
-        "benchmark": "scale", "rows": args.rows, "trials": args.trials, "machine_cores": os.cpu_count(),
-        "preprocess_seconds": preprocess, "trial_seconds": trials,
+        "trials": args.trials, "preprocess_seconds": preprocess, "trial_seconds": trials,
         "preprocess_speedup": {c: round(preprocess[1] / preprocess[c], 2) for c in LEVELS},
         "trials_per_minute": {w: round(60 * args.trials / trials[w], 2) for w in LEVELS},
         "trial_speedup": {w: round(trials[1] / trials[w], 2) for w in LEVELS},
     }
-    out = args.work / "scale.json"
-    out.write_text(json.dumps(report, indent=2))
+    out = write_report("scale", report, {"generator": "recdp.synth, criteo spec, seed 7", "rows": args.rows,
+                                         "cardinality_scale": args.cardinality_scale}, args.out)
     print(f"\n{'level':<7}{'preprocess s':>14}{'speedup':>9}{'8 trials s':>12}{'trials/min':>12}{'speedup':>9}")
     for level in LEVELS:
         print(f"{level:<7}{preprocess[level]:>14.1f}{report['preprocess_speedup'][level]:>8.2f}x"
