@@ -1,5 +1,6 @@
 """`make bench-quality`: each built-in model, with its default config and the trainer's defaults, against
-the generator's oracle AUC after one epoch on a 1M-row training set. Writes var/bench/quality.json."""
+the generator's oracle AUC after one epoch on a 1M-row training set, at each cardinality scale asked for
+(default: full Criteo cardinalities, 1.0, and 0.01). Writes docs/benchmarks/quality.json."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from scripts.benchdata import prepared_training_day  # noqa: E402
+from scripts.benchreport import RESULTS, write_report  # noqa: E402
 from sda.models import MODEL_NAMES, parse_model_config  # noqa: E402
 from sda.train import TrainingConfig, train  # noqa: E402
 
@@ -21,13 +23,9 @@ DAY = dt.date(2026, 5, 1)
 TARGET_GAP = {"dlrm": 0.01, "wide_deep": 0.015, "dcnv2": 0.015, "deepfm": 0.015}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-rows", type=int, default=1_000_000)
-    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    processed, oracle = prepared_training_day(args.work / "quality_data", DAY, args.train_rows)
+def quality_at_scale(work: Path, train_rows: int, scale: float) -> dict:
+    processed, oracle = prepared_training_day(work / f"quality_data_scale_{scale:g}", DAY, train_rows, scale)
+    stats = json.loads((processed / "stats.json").read_text())
     results = {}
     for name in MODEL_NAMES:
         result = train(parse_model_config({"name": name}), TrainingConfig(eval_every=None), [processed])
@@ -37,16 +35,33 @@ def main() -> None:
                          "target_gap": TARGET_GAP[name],
                          "met": auc is not None and oracle - auc <= TARGET_GAP[name],
                          "training_time": round(result.metrics["training_time"], 1),
-                         "samples_per_second": round(result.metrics["samples_per_second"], 1)}
-    report = {"benchmark": "quality", "train_rows": json.loads((processed / "stats.json").read_text())
-              ["splits"]["train"]["rows"], "oracle_auc": oracle, "training": TrainingConfig().model_dump(),
-              "models": results}
-    out = args.work / "quality.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\noracle AUC {oracle:.4f} on {report['train_rows']} training rows, one epoch, default configs")
-    for name, r in results.items():
-        print(f"{name:<10} AUC {r['auc']:.4f}  gap {r['gap_to_oracle']:.4f} (target <= {r['target_gap']})  "
-              f"{'met' if r['met'] else 'NOT met'}  {r['training_time']}s")
+                         "samples_per_second": round(result.metrics["samples_per_second"], 1),
+                         "model_parameters": result.metrics.get("model_parameters")}
+    return {"cardinality_scale": scale, "train_rows": stats["splits"]["train"]["rows"], "oracle_auc": oracle,
+            "freq_threshold": stats["freq_threshold"],
+            "embedding_rows": sum(c["vocab_size"] for c in stats["categorical"].values()), "models": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-rows", type=int, default=1_000_000)
+    parser.add_argument("--cardinality-scales", default="1.0,0.01",
+                        help="comma-separated; 1.0 is Criteo's full cardinalities")
+    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    scales = [float(s) for s in args.cardinality_scales.split(",")]
+    results = [quality_at_scale(args.work, args.train_rows, scale) for scale in scales]
+    out = write_report("quality", {"training": TrainingConfig().model_dump(), "scales": results},
+                       {"generator": "recdp.synth, criteo spec, seed 7", "train_rows": args.train_rows,
+                        "cardinality_scales": scales}, args.out)
+    for result in results:
+        print(f"\nscale {result['cardinality_scale']:g}: oracle AUC {result['oracle_auc']:.4f} on "
+              f"{result['train_rows']} training rows, {result['embedding_rows']:,} embedding rows, one epoch")
+        for name, r in result["models"].items():
+            print(f"{name:<10} AUC {r['auc']:.4f}  gap {r['gap_to_oracle']:.4f} (target <= {r['target_gap']})  "
+                  f"{'met' if r['met'] else 'NOT met'}  {r['training_time']}s")
     print(f"wrote {out}")
 
 

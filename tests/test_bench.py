@@ -40,3 +40,17 @@ def test_bench_train_writes_every_field(tmp_path):
         assert len(arm["curve"]) >= 20  # evaluated at least every 5% of the epoch
     assert scale["arms"]["reference"]["speedup_to_target"] == 1.0
     assert scale["arms"]["project, reference hyperparameters"]["settings"]["optimizer"] == "sgd"
+
+
+def test_bench_quality_writes_every_field(tmp_path):
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_quality.py"), "--train-rows", "20000",
+                    "--cardinality-scales", "0.001", "--work", str(tmp_path / "work"), "--out", str(out)],
+                   check=True, capture_output=True, cwd=PROJECT_ROOT)
+    report = json.loads((out / "quality.json").read_text())
+    assert report["benchmark"] == "quality" and report["data"]["cardinality_scales"] == [0.001]
+    [scale] = report["scales"]
+    assert scale["freq_threshold"] == 2 and scale["embedding_rows"] > 0 and 0.5 < scale["oracle_auc"] < 1
+    assert set(scale["models"]) == {"dlrm", "wide_deep", "dcnv2", "deepfm"}
+    for model in scale["models"].values():
+        assert model["status"] == "ok" and {"auc", "gap_to_oracle", "met", "samples_per_second"} <= set(model)
