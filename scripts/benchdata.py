@@ -36,19 +36,24 @@ def ensure_generated(spec: DatasetSpec, data: DataRoot, day: dt.date, rows: int,
     return json.loads(marker.read_text())["oracle_auc"]
 
 
-def prepared_training_day(folder: Path, day: dt.date, train_rows: int,
-                          cardinality_scale: float = 0.01) -> tuple[Path, float]:
-    """A processed Criteo-like day with about `train_rows` training rows, Criteo's cardinalities times
-    `cardinality_scale` (1.0: full, up to 10M distinct values a column); returns (day dir, oracle AUC)."""
-    spec = load_spec("criteo")
+def prepared_training_day(folder: Path, day: dt.date, train_rows: int, cardinality_scale: float = 0.01,
+                          dataset: str = "criteo", seed: int = 7) -> tuple[Path, float]:
+    """A processed generated day of `dataset` with about `train_rows` training rows, Criteo's cardinalities
+    times `cardinality_scale` (1.0: full, up to 10M distinct values a column); returns (day dir, oracle AUC)."""
+    spec = load_spec(dataset)
     data = DataRoot(folder.resolve())
-    oracle = ensure_generated(spec, data, day, int(train_rows / spec.preprocess.splits.train), cardinality_scale)
+    oracle = ensure_generated(spec, data, day, int(train_rows / spec.preprocess.splits.train), cardinality_scale,
+                              seed)
     processed = data.processed(spec.name, day)
     done, generated = processed / "_SUCCESS", data.raw(spec.name, day) / "_synth.json"
     if done.is_file() and done.stat().st_mtime < generated.stat().st_mtime:  # the data changed since
         shutil.rmtree(processed)
         shutil.rmtree(data.vocab(spec.name), ignore_errors=True)
     if not done.is_file():
-        subprocess.run(spark_submit_preprocess(spec, [day]), env={**os.environ, "RECSYS_DATA": str(data.root)},
-                       check=True, capture_output=True)
+        # spark-submit runs the interpreter beside it (this one's), whatever PATH the caller had.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        job = subprocess.run(spark_submit_preprocess(spec, [day]), capture_output=True, text=True,
+                             env={**os.environ, "RECSYS_DATA": str(data.root), "PATH": path})
+        if job.returncode != 0:
+            raise SystemExit(f"preprocessing {spec.name} day {day} failed ({job.returncode}):\n{job.stderr[-3000:]}")
     return processed, oracle

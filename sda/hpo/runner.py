@@ -106,24 +106,27 @@ class MedianStopping:
 
 
 def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
-              suggestion: Suggestion, prune: bool = True, model_dir: Path | None = None) -> TrialOutcome:
+              suggestion: Suggestion, prune: bool = True, model_dir: Path | None = None,
+              cost_aware: bool | None = None) -> TrialOutcome:
     """Train the suggestion and observe it. A trial that fails on its parameters (invalid, diverged, stopped
     as hopeless) is observed as failed; any other exception is the worker's, and abandons the suggestion.
     With model_dir, an ok trial's model is saved there before the observation names it. Where the backend
     detects dead workers by their heartbeats, the trial sends them until it is observed."""
     keep_alive = getattr(backend, "keep_alive", None)
     with keep_alive(experiment_id, suggestion.id) if keep_alive else contextlib.nullcontext():
-        return _train_and_observe(backend, experiment_id, recipe, day_dirs, suggestion, prune, model_dir)
+        return _train_and_observe(backend, experiment_id, recipe, day_dirs, suggestion, prune, model_dir, cost_aware)
 
 
 def _train_and_observe(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
-                       suggestion: Suggestion, prune: bool, model_dir: Path | None) -> TrialOutcome:
+                       suggestion: Suggestion, prune: bool, model_dir: Path | None,
+                       cost_aware: bool | None) -> TrialOutcome:
     try:
         model, training = configs_for(recipe, suggestion.assignments)
     except ValueError as invalid:  # e.g. an assignment the model's shape rules refuse
         backend.observe(experiment_id, suggestion.id, failed=True, reason=f"invalid assignments: {invalid}")
         return TrialOutcome(suggestion, TrainResult("failed", f"invalid assignments: {invalid}", {}), None)
-    cost_aware = any(m.name == "training_time" and m.strategy == "optimize" for m in recipe.experiment.metrics)
+    if cost_aware is None:  # judge a trial's cost only where the experiment optimizes it
+        cost_aware = any(m.name == "training_time" and m.strategy == "optimize" for m in recipe.experiment.metrics)
     callback = MedianStopping(backend.observations(experiment_id), cost_aware=cost_aware) if prune else None
     try:
         result = train(model, training, day_dirs, callback=callback)
@@ -176,11 +179,13 @@ def next_suggestion(backend: OptimizerBackend, experiment_id: str, recipe: Recip
 def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend,
              warm_start_from: str | None = None, worker: str | None = None,
              model_root: Path | None = None,
-             on_outcome: Callable[[TrialOutcome], None] | None = None) -> list[TrialOutcome]:
+             on_outcome: Callable[[TrialOutcome], None] | None = None,
+             cost_aware: bool | None = None) -> list[TrialOutcome]:
     """Run trials in this process, one after another, until the experiment's budget is spent. Several
     processes may run this on one experiment at once (a shared storage): each is a worker, waiting while
     parallel_bandwidth suggestions are open. With warm_start_from, the best assignments of that (earlier)
-    experiment are tried first."""
+    experiment are tried first. `cost_aware` sets the stopping rule's kind (None: cost-aware exactly when
+    training_time is optimized)."""
     if recipe.experiment is None:
         raise ValueError("the recipe has no experiment section")
     check_metrics(recipe)
@@ -193,7 +198,8 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
         if suggestion is None:
             break
         model_dir = Path(model_root) / f"trial-{suggestion.id}" if model_root else None
-        outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir)
+        outcome = run_trial(backend, experiment_id, recipe, day_dirs, suggestion, model_dir=model_dir,
+                            cost_aware=cost_aware)
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
