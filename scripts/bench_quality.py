@@ -4,7 +4,6 @@ the generator's oracle AUC after one epoch on a 1M-row training set, at each car
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -15,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from scripts.benchdata import prepared_training_day  # noqa: E402
-from scripts.benchreport import RESULTS, write_report  # noqa: E402
+from scripts.benchreport import scale_arguments, write_report  # noqa: E402
 from sda.models import MODEL_NAMES, parse_model_config  # noqa: E402
 from sda.train import TrainingConfig, train  # noqa: E402
 
@@ -43,15 +42,9 @@ def quality_at_scale(work: Path, train_rows: int, scale: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-rows", type=int, default=1_000_000)
-    parser.add_argument("--cardinality-scales", default="1.0,0.01",
-                        help="comma-separated; 1.0 is Criteo's full cardinalities")
-    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = scale_arguments(__doc__.splitlines()[0], train_rows=1_000_000).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    scales = [float(s) for s in args.cardinality_scales.split(",")]
+    scales = args.cardinality_scales
     results = [quality_at_scale(args.work, args.train_rows, scale) for scale in scales]
     out = write_report("quality", {"training": TrainingConfig().model_dump(), "scales": results},
                        {"generator": "recdp.synth, criteo spec, seed 7", "train_rows": args.train_rows,

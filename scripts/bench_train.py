@@ -17,7 +17,6 @@ reaches it, the reference's included. Writes docs/benchmarks/train.json.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -35,7 +34,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.shards import read_shards  # noqa: E402
 from scripts.benchdata import prepared_training_day  # noqa: E402
-from scripts.benchreport import RESULTS, write_report  # noqa: E402
+from scripts.benchreport import scale_arguments, write_report  # noqa: E402
 from sda.advisors.knowledge import batch_size_for, learning_rate_for  # noqa: E402
 from sda.models import parse_model_config  # noqa: E402
 from sda.train import TrainingConfig, train  # noqa: E402
@@ -177,15 +176,9 @@ def bench_at_scale(work: Path, train_rows: int, scale: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-rows", type=int, default=2_000_000)
-    parser.add_argument("--cardinality-scales", default="1.0,0.01",
-                        help="comma-separated; 1.0 is Criteo's full cardinalities")
-    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = scale_arguments(__doc__.splitlines()[0], train_rows=2_000_000).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    scales = [float(s) for s in args.cardinality_scales.split(",")]
+    scales = args.cardinality_scales
     results = [bench_at_scale(args.work, args.train_rows, scale) for scale in scales]
     report = {"architecture": ARCHITECTURE, "eval_every": EVAL_EVERY, "window": WINDOW, "target": 5.4,
               "scales": results}

@@ -3,6 +3,7 @@ the command, the git commit, the data's scale and rows, and the machine it ran o
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -82,3 +83,14 @@ def write_report(name: str, report: dict[str, Any], data: dict[str, Any], out_di
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     return path
+
+
+def scale_arguments(description: str, train_rows: int) -> argparse.ArgumentParser:
+    """The options of a benchmark run at several cardinality scales (1.0, Criteo's full ones, by default)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--train-rows", type=int, default=train_rows)
+    parser.add_argument("--cardinality-scales", type=lambda text: [float(s) for s in text.split(",")],
+                        default=[1.0, 0.01], help="comma-separated; 1.0 is Criteo's full cardinalities")
+    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser

@@ -22,12 +22,17 @@ def test_time_to_target_is_the_first_moment_the_mean_of_three_evaluations_reache
     assert time_to_target(curve, target) == 5.0
 
 
-def test_bench_train_writes_every_field(tmp_path):
+def run_tiny(script: str, tmp_path) -> dict:
+    """The benchmark on 20k training rows at cardinality scale 0.001; its JSON."""
     out = tmp_path / "results"
-    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_train.py"), "--train-rows", "20000",
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / f"bench_{script}.py"), "--train-rows", "20000",
                     "--cardinality-scales", "0.001", "--work", str(tmp_path / "work"), "--out", str(out)],
                    check=True, capture_output=True, cwd=PROJECT_ROOT)
-    report = json.loads((out / "train.json").read_text())
+    return json.loads((out / f"{script}.json").read_text())
+
+
+def test_bench_train_writes_every_field(tmp_path):
+    report = run_tiny("train", tmp_path)
     assert report["benchmark"] == "train"
     assert set(report["run"]) == {"command", "git_commit", "finished", "machine"}
     assert {"cores", "cpu_model", "torch_threads", "blas"} <= set(report["run"]["machine"])
@@ -43,11 +48,7 @@ def test_bench_train_writes_every_field(tmp_path):
 
 
 def test_bench_quality_writes_every_field(tmp_path):
-    out = tmp_path / "results"
-    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_quality.py"), "--train-rows", "20000",
-                    "--cardinality-scales", "0.001", "--work", str(tmp_path / "work"), "--out", str(out)],
-                   check=True, capture_output=True, cwd=PROJECT_ROOT)
-    report = json.loads((out / "quality.json").read_text())
+    report = run_tiny("quality", tmp_path)
     assert report["benchmark"] == "quality" and report["data"]["cardinality_scales"] == [0.001]
     [scale] = report["scales"]
     assert scale["freq_threshold"] == 2 and scale["embedding_rows"] > 0 and 0.5 < scale["oracle_auc"] < 1
