@@ -212,7 +212,9 @@ def test_mlflow_going_away_mid_trial_loses_nothing_and_runs_no_second_trial(data
     worker = threading.Thread(target=slot)
     worker.start()
     mlflow_experiment = tracking.experiment(plan.mlflow_experiment)
-    _wait_for(lambda: tracking.client.search_runs([mlflow_experiment]), 120, "the trial's MLflow run")
+    # The run's parameters are start_trial's last write: until they are in, the slot still needs MLflow.
+    _wait_for(lambda: any(r.data.params for r in tracking.client.search_runs([mlflow_experiment])), 120,
+              "the trial's MLflow run and its parameters")
     outage.down()  # now the slot trains; MLflow is needed again only to finish the run
     worker.join(timeout=300)
     assert errors, "the slot should fail while MLflow is unreachable"
