@@ -11,12 +11,18 @@ runner and the same seeds, --repeats repeats of:
   same threshold): the same selection rule for both (the fastest feasible trial within the recipe's
   tolerance of the best AUC) and the same cost-aware median stopping; only the metric list differs.
 Reports medians and interquartile ranges over the repeats; writes docs/benchmarks/hpo.json and hpo.png.
+
+A full run takes hours on 2 cores, so every finished repeat is kept in var/bench/hpo-repeats/ with the
+fingerprint of the code and the arguments that made it. A rerun with the same code and arguments reuses those
+and runs only the missing repeats: the benchmark may be stopped and resumed. Any change to the code (sda/,
+recdp/, these scripts) or to the arguments discards them.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import statistics
 import sys
@@ -28,7 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from scripts.benchdata import prepared_training_day  # noqa: E402
-from scripts.benchreport import RESULTS, write_report  # noqa: E402
+from scripts.benchreport import RESULTS, code_fingerprint, provenance, write_report  # noqa: E402
 from sda.advisors import AdviceRequest, advise  # noqa: E402
 from sda.hpo import LocalBackend, Observation  # noqa: E402
 from sda.hpo.runner import optimize  # noqa: E402
@@ -169,16 +175,48 @@ def one_repeat(stats: Path, setting: Setting, processed: Path, storage: str, rep
     return results
 
 
+def repeat_key(setting: Setting, args) -> dict:
+    """What a kept repeat must have been made with to be reused: the same code, setting and budgets."""
+    return {"code": code_fingerprint("sda", "recdp", "scripts/bench_hpo.py", "scripts/benchdata.py"),
+            "setting": asdict(setting), "trials": args.trials, "naive_trials": args.naive_trials,
+            "auc_gap": args.auc_gap}
+
+
+def kept_repeat(path: Path, key: dict) -> dict | None:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document["result"] if document.get("key") == json.loads(json.dumps(key, default=str)) else None
+
+
 def bench_setting(setting: Setting, args) -> dict:
     processed, oracle = prepared_training_day(args.work / f"hpo_data_{setting.dataset}_s{setting.seed}",
                                               setting.day, setting.train_rows, setting.cardinality_scale,
                                               setting.dataset, setting.seed)
     stats = processed / "stats.json"
-    store = args.work / f"hpo_optimizer_{setting.dataset}.db"
-    store.unlink(missing_ok=True)
-    warm_up(processed)
-    repeats = [one_repeat(stats, setting, processed, f"sqlite:///{store}", repeat, args)
-               for repeat in range(args.repeats)]
+    key = repeat_key(setting, args)
+    kept = args.work / "hpo-repeats"
+    kept.mkdir(parents=True, exist_ok=True)
+    warmed = False
+    repeats = []
+    for repeat in range(args.repeats):
+        path = kept / f"{setting.dataset}-s{setting.seed}-r{repeat}.json"
+        result = kept_repeat(path, key)
+        if result is not None:
+            logging.info("%s, repeat %d: kept from %s (%s)", setting.name, repeat, path, result["run"]["finished"])
+        else:
+            if not warmed:
+                warm_up(processed)
+                warmed = True
+            store = args.work / f"hpo_optimizer_{setting.dataset}_r{repeat}.db"
+            store.unlink(missing_ok=True)  # an interrupted attempt of this repeat starts again
+            result = {**one_repeat(stats, setting, processed, f"sqlite:///{store}", repeat, args),
+                      "run": provenance()}
+            staged = path.with_suffix(".tmp")
+            staged.write_text(json.dumps({"key": key, "result": result}, indent=1, default=str) + "\n")
+            staged.replace(path)
+        repeats.append(result)
 
     def values(key: str) -> list[float]:
         return [r[key] for r in repeats if r.get(key) is not None]

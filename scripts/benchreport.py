@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -69,16 +70,27 @@ def _memory_gb() -> float | None:
     return round(pages * size / 2**30, 1)
 
 
+def code_fingerprint(*paths: str) -> str:
+    """A hash of the Python sources under `paths` (relative to the project root), committed or not: results
+    made by other code than the current one are not reused."""
+    digest = hashlib.sha256()
+    for relative in paths:
+        root = PROJECT_ROOT / relative
+        for path in sorted([root] if root.is_file() else root.rglob("*.py")):
+            digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def provenance() -> dict[str, Any]:
+    """The command, commit, time and machine of this run."""
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git_commit": _git_commit(),
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
+
+
 def write_report(name: str, report: dict[str, Any], data: dict[str, Any], out_dir: Path) -> Path:
     """Write `<out_dir>/<name>.json`: the figures with the run's provenance (`data` states the scale and
     rows). Returns the path."""
-    document = {"benchmark": name,
-                "run": {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
-                        "git_commit": _git_commit(),
-                        "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                        "machine": machine()},
-                "data": data,
-                **report}
+    document = {"benchmark": name, "run": provenance(), "data": data, **report}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -55,3 +55,21 @@ def test_bench_quality_writes_every_field(tmp_path):
     assert set(scale["models"]) == {"dlrm", "wide_deep", "dcnv2", "deepfm"}
     for model in scale["models"].values():
         assert model["status"] == "ok" and {"auc", "gap_to_oracle", "met", "samples_per_second"} <= set(model)
+
+
+def test_bench_hpo_reuses_a_kept_repeat_only_with_the_same_code_and_arguments(tmp_path):
+    from argparse import Namespace
+
+    from scripts.bench_hpo import HELD_OUT, kept_repeat, repeat_key
+
+    args = Namespace(trials=16, naive_trials=48, auc_gap=0.002)
+    key = repeat_key(HELD_OUT[0], args)
+    path = tmp_path / "repeat.json"
+    path.write_text(json.dumps({"key": key, "result": {"compute_ratio": 3.0}}, default=str))
+    assert kept_repeat(path, repeat_key(HELD_OUT[0], args)) == {"compute_ratio": 3.0}
+    assert kept_repeat(path, repeat_key(HELD_OUT[1], args)) is None
+    assert kept_repeat(path, repeat_key(HELD_OUT[0], Namespace(trials=8, naive_trials=48, auc_gap=0.002))) is None
+    path.write_text(json.dumps({"key": {**key, "code": "another"}, "result": {"compute_ratio": 3.0}}, default=str))
+    assert kept_repeat(path, key) is None
+    path.write_text("{")  # interrupted while written
+    assert kept_repeat(path, key) is None
