@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import statistics
@@ -175,10 +176,12 @@ def one_repeat(stats: Path, setting: Setting, processed: Path, storage: str, rep
     return results
 
 
-def repeat_key(setting: Setting, args) -> dict:
-    """What a kept repeat must have been made with to be reused: the same code, setting and budgets."""
+def repeat_key(setting: Setting, args, stats: Path | None = None) -> dict:
+    """What a kept repeat must have been made with to be reused: the same code, setting, budgets and
+    processed data (its stats.json)."""
+    data = hashlib.sha256(stats.read_bytes()).hexdigest()[:16] if stats is not None else None
     return {"code": code_fingerprint("sda", "recdp", "scripts/bench_hpo.py", "scripts/benchdata.py"),
-            "setting": asdict(setting), "trials": args.trials, "naive_trials": args.naive_trials,
+            "data": data, "setting": asdict(setting), "trials": args.trials, "naive_trials": args.naive_trials,
             "auc_gap": args.auc_gap}
 
 
@@ -195,7 +198,7 @@ def bench_setting(setting: Setting, args) -> dict:
                                               setting.day, setting.train_rows, setting.cardinality_scale,
                                               setting.dataset, setting.seed)
     stats = processed / "stats.json"
-    key = repeat_key(setting, args)
+    key = repeat_key(setting, args, stats)
     kept = args.work / "hpo-repeats"
     kept.mkdir(parents=True, exist_ok=True)
     warmed = False
