@@ -13,9 +13,9 @@ runner and the same seeds, --repeats repeats of:
 Reports medians and interquartile ranges over the repeats; writes docs/benchmarks/hpo.json and hpo.png.
 
 A full run takes hours on 2 cores, so every finished repeat is kept in var/bench/hpo-repeats/ with the
-fingerprint of the code and the arguments that made it. A rerun with the same code and arguments reuses those
-and runs only the missing repeats: the benchmark may be stopped and resumed. Any change to the code (sda/,
-recdp/, these scripts) or to the arguments discards them.
+fingerprint of the code (SEARCH_CODE), the processed data and the arguments that made it. A rerun with the
+same ones reuses those and runs only the missing repeats: the benchmark may be stopped and resumed. Any
+change to them discards the kept repeats.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ from sda.hpo.runner import optimize  # noqa: E402
 from sda.recipe import Experiment, Recipe, parse_recipe  # noqa: E402
 
 COMPUTE_TARGET, SPEED_TARGET = 5.0, 1.25
+# The code a repeat's figures depend on, once its data is processed: advisor, optimizer, trainer, models and
+# the shard reader, and this benchmark. A change to any of it discards the kept repeats.
+SEARCH_CODE = ("sda/advisors", "sda/hpo", "sda/models", "sda/recipe.py", "sda/train.py", "sda/optim.py",
+               "sda/data.py", "recdp/shards.py", "scripts/bench_hpo.py", "scripts/benchdata.py")
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def repeat_key(setting: Setting, args, stats: Path | None = None) -> dict:
     """What a kept repeat must have been made with to be reused: the same code, setting, budgets and
     processed data (its stats.json)."""
     data = hashlib.sha256(stats.read_bytes()).hexdigest()[:16] if stats is not None else None
-    return {"code": code_fingerprint("sda", "recdp", "scripts/bench_hpo.py", "scripts/benchdata.py"),
+    return {"code": code_fingerprint(*SEARCH_CODE),
             "data": data, "setting": asdict(setting), "trials": args.trials, "naive_trials": args.naive_trials,
             "auc_gap": args.auc_gap}
 
