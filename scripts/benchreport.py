@@ -70,6 +70,9 @@ def _memory_gb() -> float | None:
     return round(pages * size / 2**30, 1)
 
 
+_COMMIT_AT_START = _git_commit()  # the code that ran, even if a commit lands while a long benchmark runs
+
+
 def code_fingerprint(*paths: str) -> str:
     """A hash of the Python sources under `paths` (relative to the project root), committed or not: results
     made by other code than the current one are not reused."""
@@ -83,7 +86,7 @@ def code_fingerprint(*paths: str) -> str:
 
 def provenance() -> dict[str, Any]:
     """The command, commit, time and machine of this run."""
-    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git_commit": _git_commit(),
+    return {"command": shlex.join([Path(sys.executable).name, *sys.argv]), "git_commit": _COMMIT_AT_START,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine()}
 
 
