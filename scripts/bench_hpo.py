@@ -12,8 +12,9 @@ runner and the same seeds, --repeats repeats of:
   tolerance of the best AUC) and the same cost-aware median stopping; only the metric list differs.
 Reports medians and interquartile ranges over the repeats; writes docs/benchmarks/hpo.json and hpo.png.
 
-A full run takes hours on 2 cores, so every finished repeat is kept in var/bench/hpo-repeats/ with the
-fingerprint of the code (SEARCH_CODE), the processed data and the arguments that made it. A rerun with the
+A full run takes hours on 2 cores, so every finished repeat is kept in docs/benchmarks/hpo-repeats/
+(committed) with the fingerprint of the code (SEARCH_CODE), the processed data and the arguments that made
+it. A rerun with the
 same ones reuses those and runs only the missing repeats: the benchmark may be stopped and resumed. Any
 change to them discards the kept repeats.
 """
@@ -183,7 +184,10 @@ def one_repeat(stats: Path, setting: Setting, processed: Path, storage: str, rep
 def repeat_key(setting: Setting, args, stats: Path | None = None) -> dict:
     """What a kept repeat must have been made with to be reused: the same code, setting, budgets and
     processed data (its stats.json)."""
-    data = hashlib.sha256(stats.read_bytes()).hexdigest()[:16] if stats is not None else None
+    data = None
+    if stats is not None:  # the processed data's figures, without the time its job took
+        figures = {k: v for k, v in json.loads(stats.read_text()).items() if k != "seconds"}
+        data = hashlib.sha256(json.dumps(figures, sort_keys=True).encode()).hexdigest()[:16]
     return {"code": code_fingerprint(*SEARCH_CODE),
             "data": data, "setting": asdict(setting), "trials": args.trials, "naive_trials": args.naive_trials,
             "auc_gap": args.auc_gap}
@@ -203,7 +207,7 @@ def bench_setting(setting: Setting, args) -> dict:
                                               setting.dataset, setting.seed)
     stats = processed / "stats.json"
     key = repeat_key(setting, args, stats)
-    kept = args.work / "hpo-repeats"
+    kept = args.out / "hpo-repeats"  # committed with the results: a later session resumes from them
     kept.mkdir(parents=True, exist_ok=True)
     warmed = False
     repeats = []
