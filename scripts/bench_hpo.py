@@ -14,9 +14,8 @@ Reports medians and interquartile ranges over the repeats; writes docs/benchmark
 
 A full run takes hours on 2 cores, so every finished repeat is kept in docs/benchmarks/hpo-repeats/
 (committed) with the fingerprint of the code (SEARCH_CODE), the processed data and the arguments that made
-it. A rerun with the
-same ones reuses those and runs only the missing repeats: the benchmark may be stopped and resumed. Any
-change to them discards the kept repeats.
+it. A rerun with the same ones reuses those and runs only the missing repeats: the benchmark may be
+stopped and resumed. Any change to them discards the kept repeats.
 """
 
 from __future__ import annotations
