@@ -59,12 +59,16 @@ def trials_seconds(work: Path, day_dir: Path, workers: int, trials: int) -> floa
     (work / f"scale-{workers}.db").unlink(missing_ok=True)
     sda = Path(sys.executable).parent / "sda"
     started = time.perf_counter()
-    processes = [subprocess.Popen([str(sda), "optimize", str(path), "--data", str(day_dir), "--storage", storage,
-                                   "--worker", f"w{i}", "--seed", str(i)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for i in range(workers)]
-    for process in processes:
+    logs = [work / f"scale-{workers}-w{i}.log" for i in range(workers)]
+    processes = []
+    for i, log in enumerate(logs):
+        with open(log, "w") as output:
+            processes.append(subprocess.Popen([str(sda), "optimize", str(path), "--data", str(day_dir), "--storage",
+                                               storage, "--worker", f"w{i}", "--seed", str(i)],
+                                              stdout=output, stderr=subprocess.STDOUT))
+    for process, log in zip(processes, logs, strict=True):
         if process.wait() != 0:
-            raise SystemExit(f"a worker of the {workers}-worker run failed")
+            raise SystemExit(f"a worker of the {workers}-worker run failed ({log}):\n{log.read_text()[-3000:]}")
     return time.perf_counter() - started
 
 

@@ -8,7 +8,10 @@ came from the queue), and nothing left open once the winner is observed. On SQLi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +22,7 @@ from optuna.trial import TrialState
 from sda.hpo import BandwidthExceeded, BudgetExhausted, LocalBackend, Suggestion
 from sda.hpo.local import QUEUED_ATTR, RELEASED_ATTR
 from sda.hpo.optuna_store import TrialStore
+from tests.conftest import PROJECT_ROOT
 from tests.test_hpo import experiment, metrics_for
 
 WAIT = 30  # seconds a hook waits for the other worker before the test fails (never reached when all is well)
@@ -154,3 +158,57 @@ def test_a_queued_suggestion_claimed_after_a_newer_one_counts_it(store):
     worker.before_claim = None
     observe_and_check_nothing_open(worker, manual[0])
     assert worker.suggest("exp").assignments["batch_size"] == 256
+
+
+# -- Workers started together on a new store ---------------------------------------------------------------
+def test_opening_a_store_waits_while_another_process_creates_it(store):
+    from sda.hpo.local import _store_lock
+
+    opened: list[LocalBackend | Exception] = []
+
+    def open_store() -> None:
+        try:
+            opened.append(LocalBackend(store))
+        except Exception as error:
+            opened.append(error)
+
+    with _store_lock(store):  # another process creating the store
+        opener = threading.Thread(target=open_store)
+        opener.start()
+        opener.join(timeout=1.0)
+        assert opener.is_alive() and not opened, "opened the store while another process held its schema lock"
+    opener.join(timeout=WAIT)
+    assert len(opened) == 1 and isinstance(opened[0], LocalBackend), opened
+
+
+STARTED_TOGETHER = """
+import sys, time
+from pathlib import Path
+from sda.hpo import LocalBackend
+from tests.test_hpo import experiment
+store, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+LocalBackend(store).create(experiment(), warm_start=[{"learning_rate": 0.01, "batch_size": 512}])
+"""
+
+
+def test_workers_started_together_on_a_new_store_all_open_it(store, tmp_path):
+    """As `make bench-scale` or a new deployment starts them: processes that open a store nobody created yet
+    and create one experiment with a warm start, at the same moment. Before the store lock, creating
+    Optuna's tables failed in all but one ("table studies already exists")."""
+    go, count = tmp_path / "go", 4
+    processes = [subprocess.Popen([sys.executable, "-c", STARTED_TOGETHER, store, str(tmp_path / f"w{i}.ready"),
+                                   str(go)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for i in range(count)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"w{i}.ready").exists() for i in range(count)):
+        failed = [p.communicate()[1][-2000:] for p in processes if p.poll() is not None]
+        assert not failed and time.monotonic() < deadline, failed
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * count, [e[-2000:] for e in errors]
+    [trial] = trials(store)  # the warm start queued once, not once a process
+    assert trial.state == TrialState.WAITING

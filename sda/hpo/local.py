@@ -68,16 +68,71 @@ def _constraint(metric: Metric, value: float) -> float:
     return value - metric.threshold
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
+def _engine_url(url: str) -> str:
     if url.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; the lock ships psycopg2
-        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    url = _engine_url(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Workers in other processes hold the lock for a moment on every write: wait for it, don't fail.
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    with _store_lock(url):  # the first process creates Optuna's tables; the others wait and find them
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def _turn_file(sqlite_file: Path) -> Path:
+    """The file beside an SQLite store that processes lock to take turns."""
+    return sqlite_file.with_name(sqlite_file.name + ".turn")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Any fixed 64-bit number, the same in every process: the key of the PostgreSQL advisory lock below.
+_SCHEMA_LOCK_KEY = 0x5DA_0001
+
+
+@contextmanager
+def _store_lock(url: str) -> Iterator[None]:
+    """One process at a time, for what workers started together would otherwise all do at once: create
+    Optuna's tables in a new store (SQLite: "table studies already exists") and create one experiment with
+    its warm start. SQLite locks a file beside the database; PostgreSQL takes an advisory lock; other
+    databases nothing."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    url = _engine_url(url)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and sqlite_file.parent.is_dir():  # else SQLite's own error says what is wrong
+        with _file_lock(_turn_file(sqlite_file)):
+            yield
+        return
+    if sqlite_file is not None or not url.startswith("postgresql"):
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
 
 
 def _database_error(error: BaseException) -> BaseException | None:
@@ -153,7 +208,7 @@ class LocalBackend:
         # database (SQLite's workers share one host). PostgreSQL locks the trial's row itself.
         self._turn = threading.Lock()
         sqlite_file = _sqlite_file(storage)
-        self._turn_file = sqlite_file.with_name(sqlite_file.name + ".turn") if sqlite_file else None
+        self._turn_file = _turn_file(sqlite_file) if sqlite_file else None
         # Test seams: called right before and right after a suggestion is claimed (see suggest()), so that a
         # test can force two claims to interleave at exactly that point.
         self.before_claim: Callable[[], None] | None = None
@@ -165,12 +220,8 @@ class LocalBackend:
             if self._turn_file is None:
                 yield
                 return
-            with open(self._turn_file, "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            with _file_lock(self._turn_file):
+                yield
 
     @_store_errors
     def beat(self, experiment_id: str, suggestion_id: int) -> None:
@@ -226,8 +277,11 @@ class LocalBackend:
         """Create (or reopen) the experiment; a new one first tries the `warm_start` assignments, e.g. the
         best of the previous partition's experiment, as far as they fit its space. The experiment's id is
         `key` when given (the SigOpt server's experiments may share a name), else its name."""
+        with _store_lock(self.storage_url):
+            return self._create(experiment, warm_start, key or experiment.name)
+
+    def _create(self, experiment: Experiment, warm_start: Sequence[dict[str, Any]], key: str) -> str:
         optimized = [m for m in experiment.metrics if m.strategy == "optimize"]
-        key = key or experiment.name
         study = optuna.create_study(storage=self.storage, study_name=key, load_if_exists=True,
                                     directions=[m.objective for m in optimized])
         definition = experiment.model_dump(mode="json")
