@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import re
@@ -109,6 +110,17 @@ def run_key(run_id: str) -> str:
     if not key.strip("._") or len(key) > 200:
         raise StorageError(f"run id {run_id!r} cannot name a directory")
     return key
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (and threads, each with its own call) on one host."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json_atomic(path: Path, document: Any) -> None:

@@ -16,7 +16,6 @@ so its output does not change. Ids 0 (missing) and 1 (out of vocabulary) are res
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import time
@@ -29,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recdp.ops import FIRST_VALUE_ID
-from recdp.storage import staged_directory, write_json_atomic
+from recdp.storage import file_lock, staged_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 INDEX = "index.json"
@@ -58,12 +57,8 @@ def version_dir(version: int) -> str:
 def _locked(root: Path) -> Iterator[None]:
     """An exclusive lock, so that concurrent runs (backfills) never hand out the same id twice."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(root / ".lock"):
+        yield
 
 
 class VocabularyStore:

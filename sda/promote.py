@@ -9,7 +9,6 @@ and switch the MLflow registry's `champion` alias atomically.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
+from recdp.storage import file_lock
 from sda.data import BatchStream, open_split
 from sda.models import load_model
 from sda.policy import PromotionPolicy
@@ -270,12 +270,8 @@ class Registry:
             return
         path = self.tracking.artifact_root.parent / f".{self.name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(path):
+            yield
 
     def record_promotion(self, version: str, previous: str | None, reason: str) -> None:
         with self._lock():

@@ -22,7 +22,6 @@ suggestions numbered before its own; the loser of a race for the last place with
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -38,6 +37,7 @@ from typing import Any, TypeVar
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from recdp.storage import file_lock
 from sda.hpo.backend import (
     BandwidthExceeded,
     BudgetExhausted,
@@ -91,16 +91,6 @@ def _turn_file(sqlite_file: Path) -> Path:
     return sqlite_file.with_name(sqlite_file.name + ".turn")
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 # Any fixed 64-bit number, the same in every process: the key of the PostgreSQL advisory lock below.
 _SCHEMA_LOCK_KEY = 0x5DA_0001
 
@@ -117,7 +107,7 @@ def _store_lock(url: str) -> Iterator[None]:
     url = _engine_url(url)
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None and sqlite_file.parent.is_dir():  # else SQLite's own error says what is wrong
-        with _file_lock(_turn_file(sqlite_file)):
+        with file_lock(_turn_file(sqlite_file)):
             yield
         return
     if sqlite_file is not None or not url.startswith("postgresql"):
@@ -220,7 +210,7 @@ class LocalBackend:
             if self._turn_file is None:
                 yield
                 return
-            with _file_lock(self._turn_file):
+            with file_lock(self._turn_file):
                 yield
 
     @_store_errors
