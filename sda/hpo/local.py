@@ -92,7 +92,7 @@ def _turn_file(sqlite_file: Path) -> Path:
 
 
 # Any fixed 64-bit number, the same in every process: the key of the PostgreSQL advisory lock below.
-_SCHEMA_LOCK_KEY = 0x5DA_0001
+_STORE_LOCK_KEY = 0x5DA_0001
 
 
 @contextmanager
@@ -116,11 +116,11 @@ def _store_lock(url: str) -> Iterator[None]:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _STORE_LOCK_KEY})
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _STORE_LOCK_KEY})
     finally:
         engine.dispose()
 
