@@ -21,7 +21,7 @@ BENCH_ROWS ?= 1000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo bench-preprocess bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,10 @@ bench-train: venv
 
 bench-quality: venv
 	$(BIN)/python scripts/bench_quality.py
+
+# The advisor's learning-rate and batch measurements, on its calibration data only (docs/benchmarks/calibration.json).
+calibrate-advisor: venv
+	$(BIN)/python scripts/calibrate_advisor.py
 
 bench-hpo: venv
 	$(BIN)/python scripts/bench_hpo.py $(BENCH_HPO_ARGS)

@@ -163,8 +163,10 @@ def bench_at_scale(work: Path, train_rows: int, scale: float, seed: int) -> dict
     arms = {"reference": run_reference(processed / "shards" / "train", processed / "shards" / "valid")}
     target = max(auc for _, auc in smoothed(arms["reference"]["curve"]))
     same = TrainingConfig(batch_size=128, learning_rate=0.1, optimizer="sgd", eval_every=EVAL_EVERY, seed=0)
-    batch = batch_size_for(arms["reference"]["samples"])
-    own = TrainingConfig(batch_size=batch, learning_rate=round(learning_rate_for(batch), 8), optimizer="adam",
+    samples = arms["reference"]["samples"]
+    batch = batch_size_for(samples)
+    own = TrainingConfig(batch_size=batch, learning_rate=round(learning_rate_for(batch, samples // batch), 8),
+                         optimizer="adam",
                          eval_every=EVAL_EVERY, seed=0)
     arms["project, reference hyperparameters"] = run_project(processed, same)
     arms["project, own settings"] = run_project(processed, own)

@@ -8,6 +8,8 @@
     budget:      training seconds the whole experiment may spend (optional)
     selection:   how one trial is chosen from the Pareto set (optional)
     promotion:   when the chosen trial replaces the champion (optional; sda.policy)
+    queued_suggestions: assignments the experiment tries first, as SigOpt's queued suggestions (optional;
+                 the advisor queues its own advised values, so that the search starts from known-good ones)
 
 Every error names where it is (e.g. `experiment.parameters[1] (learning_rate): ...`), and unknown keys are
 errors everywhere.
@@ -123,6 +125,15 @@ class Parameter(_Strict):
                 raise ValueError(f"{where}: transformation log needs positive bounds (min is {low})")
         return self
 
+    def admits(self, value: Any) -> bool:
+        """Whether `value` lies in this parameter's space."""
+        if self.type == "categorical":
+            return value in [v.name for v in self.categorical_values or []]
+        if self.grid is not None:
+            return value in self.grid
+        return isinstance(value, int | float) and not isinstance(value, bool) and \
+            self.bounds.min <= value <= self.bounds.max
+
 
 class Metric(_Strict):
     name: str = Field(min_length=1)
@@ -223,11 +234,21 @@ class Recipe(_Strict):
     budget: BudgetSection | None = None
     selection: SelectionSection = SelectionSection()
     promotion: PromotionPolicy = PromotionPolicy()
+    queued_suggestions: list[dict[str, str | int | float]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _parameters_name_fields(self) -> Recipe:
         if self.experiment is None:
+            if self.queued_suggestions:
+                raise ValueError("queued_suggestions need an experiment section")
             return self
+        space = {p.name: p for p in self.experiment.parameters}
+        for index, assignments in enumerate(self.queued_suggestions):
+            for name, value in assignments.items():
+                if name not in space:
+                    raise ValueError(f"queued_suggestions[{index}]: {name!r} is not an experiment parameter")
+                if not space[name].admits(value):
+                    raise ValueError(f"queued_suggestions[{index}]: {name}={value!r} lies outside its space")
         tunable = set(type(self.model).model_fields) | set(TrainingConfig.model_fields)
         for parameter in self.experiment.parameters:
             if parameter.name not in tunable:

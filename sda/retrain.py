@@ -201,13 +201,13 @@ def open_experiment(root: DataRoot, backend: OptimizerBackend, tracking: Trackin
             seeds = [o.assignments for o in backend.best_assignments(previous)]
         except Exception as error:  # an old experiment is a hint, not a dependency
             log.warning("no warm start from %s: %s", previous, error)
-    backend.create(recipe.experiment, warm_start=seeds)
+    backend.create(recipe.experiment, warm_start=seeds + recipe.queued_suggestions)
     tracking.experiment(plan.mlflow_experiment, tags={"recsys.optimizer_experiment": plan.experiment,
                                                       "recsys.dataset": plan.dataset, "recsys.day": plan.day})
     progress = backend.progress(plan.experiment)
-    log.info("experiment %s: %d of %s observations made, warm start from %s with %d assignment(s)",
-             plan.experiment, progress.observation_count, progress.observation_budget, previous or "nothing",
-             len(seeds))
+    log.info("experiment %s: %d of %s observations made, warm start from %s with %d assignment(s), %d queued by "
+             "the recipe", plan.experiment, progress.observation_count, progress.observation_budget,
+             previous or "nothing", len(seeds), len(recipe.queued_suggestions))
     return list(range(plan.observation_budget))
 
 

@@ -57,6 +57,18 @@ def test_knowledge_scales_with_the_data():
     assert embedding_dim_for(10**7, 50_000_000) == 64
 
 
+def test_small_data_gets_smaller_batches_and_short_epochs_larger_steps():
+    from sda.advisors.knowledge import MIN_STEPS_PER_EPOCH, batch_size_for, learning_rate_for
+
+    assert [batch_size_for(rows) for rows in (12_000, 20_000, 200_000, 2_000_000)] == [64, 128, 256, 2048]
+    assert all(rows // batch_size_for(rows) >= MIN_STEPS_PER_EPOCH for rows in (3_300, 12_000, 20_000, 60_000))
+    assert learning_rate_for(1024, 976) == pytest.approx(0.002)  # long epochs: the sqrt(batch) rule
+    assert learning_rate_for(2048, 976) == pytest.approx(0.002 * 2 ** 0.5)
+    assert learning_rate_for(256, 781) > 2 * learning_rate_for(256, 100_000)  # a short epoch takes larger steps
+    recipe = advise(request("dlrm", 12_000))
+    assert recipe.training.batch_size == 64 and recipe.training.learning_rate > 0.004
+
+
 def test_batch_grid_keeps_enough_steps_an_epoch():
     from sda.advisors.knowledge import narrow_space
 
@@ -76,6 +88,19 @@ def test_thresholds_come_from_the_champion_and_the_budget():
     assert metrics["training_time"].threshold == pytest.approx(2 * share, rel=1e-3)
     assert metrics["model_bytes"].strategy == "constraint" and metrics["logloss"].strategy == "store"
     assert advise(request("dlrm")).experiment.metrics[0].threshold is None  # no champion yet
+
+
+@pytest.mark.parametrize("model", ["dlrm", "wide_deep", "dcnv2", "deepfm"])
+def test_the_search_starts_from_the_advised_values(model):
+    recipe = advise(request(model, 200_000))
+    [point] = recipe.queued_suggestions
+    assert set(point) == {p.name for p in recipe.experiment.parameters}  # every tuned parameter, inside its space
+    assert point["learning_rate"] == recipe.training.learning_rate
+    assert point["batch_size"] == recipe.training.batch_size == 256
+    assert point["dropout"] == 0.0
+    widths = {"dlrm": "top_mlp"}.get(model, "deep_mlp")
+    assert point[widths] == "-".join(map(str, getattr(recipe.model, widths))) == "256-128"
+    assert advise(request(model, 200_000, naive=True)).queued_suggestions == []  # no knowledge, no known-good point
 
 
 def test_naive_space_is_broader():

@@ -148,6 +148,7 @@ def test_optimize_runs_trials_and_records_failures(tmp_path, capsys):
                         {"name": "model_bytes", "objective": "minimize", "strategy": "store"}],
             "observation_budget": 6,
         },
+        "queued_suggestions": [{"learning_rate": 60.0, "batch_size": 128}],  # tried first
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -158,6 +159,8 @@ def test_optimize_runs_trials_and_records_failures(tmp_path, capsys):
     assert report["best"][0]["values"]["auc"] > 0.6
     backend = LocalBackend(storage)
     assert backend.progress("tiny").observation_count == 6
+    first = min(backend.observations("tiny"), key=lambda o: o.suggestion)
+    assert first.assignments == {"learning_rate": 60.0, "batch_size": 128} and first.failed
     assert main(["best", "tiny", "--storage", storage]) == 0
     assert json.loads(capsys.readouterr().out)[0]["suggestion"] == report["best"][0]["suggestion"]
 

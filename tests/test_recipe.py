@@ -85,12 +85,25 @@ def test_round_trip(tmp_path):
      "'top_mlp' sets a list of layer widths"),
     ("training.optimizer", "lbfgs", "training.optimizer"),
     ("data.training_window_days", 0, "data.training_window_days"),
+    ("queued_suggestions", [{"colour": 1}], "queued_suggestions[0]: 'colour' is not an experiment parameter"),
+    ("queued_suggestions", [{"batch_size": 1024}, {"batch_size": 300}], "queued_suggestions[1]: batch_size=300 lies"),
+    ("queued_suggestions", [{"learning_rate": 0.5}], "learning_rate=0.5 lies outside its space"),
+    ("queued_suggestions", [{"optimizer": "sgd"}], "optimizer='sgd' lies outside its space"),
 ])
 def test_each_rule_says_what_is_wrong_and_where(path, value, message):
     with pytest.raises(RecipeError) as error:
         parse_recipe(with_change(path, value), "test.yaml")
     assert message in str(error.value)
     assert str(error.value).startswith("invalid recipe test.yaml:")
+
+
+def test_queued_suggestions_inside_the_space_are_kept():
+    queued = [{"learning_rate": 0.002, "batch_size": 1024, "optimizer": "adam"}, {"embedding_dim": 16}]
+    assert parse_recipe(with_change("queued_suggestions", queued)).queued_suggestions == queued
+    no_experiment = with_change("queued_suggestions", queued)
+    del no_experiment["experiment"]
+    with pytest.raises(RecipeError, match="queued_suggestions need an experiment section"):
+        parse_recipe(no_experiment)
 
 
 def test_every_problem_is_listed():

@@ -45,7 +45,7 @@ def advise(request: AdviceRequest) -> Recipe:
     facts = knowledge.DataFacts.from_stats(request.stats, request.window_days)
     model_section, model_space = ADVISORS[request.model](facts)
     batch_size = knowledge.batch_size_for(facts.train_rows)
-    learning_rate = knowledge.learning_rate_for(batch_size)
+    learning_rate = knowledge.learning_rate_for(batch_size, facts.train_rows // batch_size * request.epochs)
     training = {"epochs": request.epochs, "batch_size": batch_size, "optimizer": "adam",
                 "learning_rate": round(learning_rate, 8), "eval_every": 0.25}
     observations, bandwidth, share = knowledge.budget_and_bandwidth(
@@ -72,4 +72,23 @@ def advise(request: AdviceRequest) -> Recipe:
         "budget": {"training_seconds": request.budget_seconds},
         "selection": {"tolerance": knowledge.SELECTION_AUC_TOLERANCE},
     }
+    recipe = parse_recipe(document, f"advice for {request.model}")
+    if request.naive:
+        return recipe
+    # Expert knowledge is a point as much as a space: the search first tries the advised values themselves,
+    # as SigOpt users queue a known-good suggestion, instead of spending its first trials at random.
+    document["queued_suggestions"] = [advised_point(recipe)]
     return parse_recipe(document, f"advice for {request.model}")
+
+
+def advised_point(recipe: Recipe) -> dict[str, str | int | float]:
+    """The recipe's own model and training values of the parameters it tunes (layer widths as "256-128")."""
+    point: dict[str, str | int | float] = {}
+    for parameter in recipe.experiment.parameters:
+        section = recipe.model if parameter.name in type(recipe.model).model_fields else recipe.training
+        value = getattr(section, parameter.name)
+        if isinstance(value, list | tuple):
+            value = "-".join(map(str, value))
+        if value is not None and parameter.admits(value):
+            point[parameter.name] = value
+    return point

@@ -574,15 +574,7 @@ def fitting_assignments(experiment: Experiment | dict, assignments: dict[str, An
             fitting[conditional.name] = assignments[conditional.name]
     for parameter in experiment.parameters:
         value = assignments.get(parameter.name)
-        if value is None:
-            continue
-        if parameter.type == "categorical":
-            ok = value in [v.name for v in parameter.categorical_values]
-        elif parameter.grid is not None:
-            ok = value in parameter.grid
-        else:
-            ok = parameter.bounds.min <= value <= parameter.bounds.max
-        if ok:
+        if value is not None and parameter.admits(value):
             fitting[parameter.name] = value
     return fitting
 

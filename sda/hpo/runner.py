@@ -184,13 +184,13 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
     """Run trials in this process, one after another, until the experiment's budget is spent. Several
     processes may run this on one experiment at once (a shared storage): each is a worker, waiting while
     parallel_bandwidth suggestions are open. With warm_start_from, the best assignments of that (earlier)
-    experiment are tried first. `cost_aware` sets the stopping rule's kind (None: cost-aware exactly when
-    training_time is optimized)."""
+    experiment are tried first, then the recipe's queued_suggestions. `cost_aware` sets the stopping rule's
+    kind (None: cost-aware exactly when training_time is optimized)."""
     if recipe.experiment is None:
         raise ValueError("the recipe has no experiment section")
     check_metrics(recipe)
     seeds = [o.assignments for o in backend.best_assignments(warm_start_from)] if warm_start_from else []
-    experiment_id = backend.create(recipe.experiment, warm_start=seeds)
+    experiment_id = backend.create(recipe.experiment, warm_start=seeds + recipe.queued_suggestions)
     outcomes: list[TrialOutcome] = []
     started = time.monotonic()
     while True:
