@@ -57,6 +57,21 @@ def test_bench_quality_writes_every_field(tmp_path):
         assert model["status"] == "ok" and {"auc", "gap_to_oracle", "met", "samples_per_second"} <= set(model)
 
 
+def test_calibration_runs_on_its_own_data_only_and_writes_every_field(tmp_path):
+    script = [sys.executable, str(PROJECT_ROOT / "scripts" / "calibrate_advisor.py"), "--work", str(tmp_path / "work"),
+              "--out", str(tmp_path / "results")]
+    refused = subprocess.run([*script, "--cardinality-scales", "0.01,1.0"], capture_output=True, text=True,
+                             cwd=PROJECT_ROOT)
+    assert refused.returncode != 0 and "held-out Criteo shape" in refused.stderr
+    subprocess.run([*script, "--cardinality-scales", "0.001", "--train-rows", "12000", "--batch-sizes", "64,128",
+                    "--learning-rates", "0.004"], check=True, capture_output=True, cwd=PROJECT_ROOT)
+    report = json.loads((tmp_path / "results" / "calibration.json").read_text())
+    assert report["data"]["seed"] == 7 and report["data"]["cardinality_scales"] == [0.001]
+    [size] = report["sizes"]
+    assert size["advised"]["batch_size"] == 64 and 0.5 < size["oracle_auc"] < 1
+    assert [(r["batch_size"], r["status"]) for r in size["runs"]] == [(64, "ok"), (128, "ok")]
+
+
 def test_bench_hpo_reuses_a_kept_repeat_only_with_the_same_code_and_arguments(tmp_path):
     from argparse import Namespace
 
