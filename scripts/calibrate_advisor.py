@@ -26,6 +26,24 @@ from sda.train import train  # noqa: E402
 CALIBRATION = {"dataset": "criteo", "seed": 7, "cardinality_scale": 0.01, "day": dt.date(2026, 5, 2)}
 
 
+def calibrate(processed: Path, grid: list[tuple[int, float, float]], label: str) -> dict:
+    """The advised DLRM recipe for a processed day, then one epoch for each (batch size, learning rate,
+    dropout) of the grid: the advised values and each run's AUC and training seconds."""
+    recipe = advise(AdviceRequest.from_stats_file(processed / "stats.json", dataset="criteo", model="dlrm"))
+    runs = []
+    for batch, rate, dropout in grid:
+        config = recipe.training.model_copy(update={"batch_size": batch, "learning_rate": rate, "eval_every": None})
+        result = train(recipe.model.model_copy(update={"dropout": dropout}), config, [processed])
+        auc = result.metrics.get("auc")
+        runs.append({"batch_size": batch, "learning_rate": rate, "dropout": dropout, "status": result.status,
+                     "auc": auc, "steps": result.metrics.get("steps"),
+                     "training_seconds": round(result.metrics.get("training_time", 0.0), 2)})
+        logging.info("%s, batch %d, lr %g, dropout %g: %s AUC %s in %.1fs", label, batch, rate, dropout,
+                     result.status, f"{auc:.4f}" if auc is not None else "-", runs[-1]["training_seconds"])
+    advised = {**recipe.training.model_dump(include={"batch_size", "learning_rate"}), "dropout": recipe.model.dropout}
+    return {"advised": advised, "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", default="20000,200000", help="comma-separated training sizes")
@@ -49,23 +67,8 @@ def main() -> None:
         for rows in sizes:
             processed, oracle = prepared_training_day(args.work / f"calibration_{rows}_c{scale:g}", CALIBRATION["day"],
                                                       rows, scale, CALIBRATION["dataset"], CALIBRATION["seed"])
-            recipe = advise(AdviceRequest.from_stats_file(processed / "stats.json", dataset="criteo", model="dlrm"))
-            runs = []
-            for batch, rate, dropout in grid:
-                config = recipe.training.model_copy(update={"batch_size": batch, "learning_rate": rate,
-                                                            "eval_every": None})
-                result = train(recipe.model.model_copy(update={"dropout": dropout}), config, [processed])
-                auc = result.metrics.get("auc")
-                runs.append({"batch_size": batch, "learning_rate": rate, "dropout": dropout,
-                             "status": result.status, "auc": auc, "steps": result.metrics.get("steps"),
-                             "training_seconds": round(result.metrics.get("training_time", 0.0), 2)})
-                logging.info("scale %g, %d rows, batch %d, lr %g, dropout %g: %s AUC %s in %.1fs", scale, rows,
-                             batch, rate, dropout, result.status, f"{auc:.4f}" if auc is not None else "-",
-                             runs[-1]["training_seconds"])
             results.append({"cardinality_scale": scale, "train_rows": rows, "oracle_auc": oracle,
-                            "advised": {**recipe.training.model_dump(include={"batch_size", "learning_rate"}),
-                                        "dropout": recipe.model.dropout},
-                            "runs": runs})
+                            **calibrate(processed, grid, f"scale {scale:g}, {rows} rows")})
     out = write_report("calibration", {"model": "dlrm", "epochs": 1, "sizes": results},
                        {**CALIBRATION, "cardinality_scales": scales, "train_rows": sizes}, args.out)
     for size in results:

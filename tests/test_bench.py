@@ -3,10 +3,14 @@ benchmarks are make targets, not tests)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
 
+import pytest
+
+from recdp.storage import DataRoot
 from tests.conftest import PROJECT_ROOT
 
 
@@ -57,19 +61,22 @@ def test_bench_quality_writes_every_field(tmp_path):
         assert model["status"] == "ok" and {"auc", "gap_to_oracle", "met", "samples_per_second"} <= set(model)
 
 
-def test_calibration_runs_on_its_own_data_only_and_writes_every_field(tmp_path):
-    script = [sys.executable, str(PROJECT_ROOT / "scripts" / "calibrate_advisor.py"), "--work", str(tmp_path / "work"),
-              "--out", str(tmp_path / "results")]
-    refused = subprocess.run([*script, "--cardinality-scales", "0.01,1.0"], capture_output=True, text=True,
-                             cwd=PROJECT_ROOT)
+def test_calibration_refuses_a_held_out_shape_and_trains_each_grid_point(tmp_path):
+    from scripts.calibrate_advisor import calibrate
+    from tests.test_retrain import processed_day
+
+    refused = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "calibrate_advisor.py"),
+                              "--cardinality-scales", "0.01,1.0", "--work", str(tmp_path / "work"),
+                              "--out", str(tmp_path / "results")], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert refused.returncode != 0 and "held-out Criteo shape" in refused.stderr
-    subprocess.run([*script, "--cardinality-scales", "0.001", "--train-rows", "12000", "--batch-sizes", "64,128",
-                    "--learning-rates", "0.004"], check=True, capture_output=True, cwd=PROJECT_ROOT)
-    report = json.loads((tmp_path / "results" / "calibration.json").read_text())
-    assert report["data"]["seed"] == 7 and report["data"]["cardinality_scales"] == [0.001]
-    [size] = report["sizes"]
-    assert size["advised"]["batch_size"] == 64 and 0.5 < size["oracle_auc"] < 1
-    assert [(r["batch_size"], r["status"]) for r in size["runs"]] == [(64, "ok"), (128, "ok")]
+    assert not (tmp_path / "work").exists()  # refused before any data was made
+    root = DataRoot(tmp_path / "data")
+    processed_day(root, dt.date(2026, 4, 10))  # 12k training rows
+    result = calibrate(root.processed("clicks", dt.date(2026, 4, 10)), [(64, 0.004, 0.0), (128, 0.004, 0.1)], "tiny")
+    assert result["advised"] == {"batch_size": 64, "learning_rate": pytest.approx(0.00439, abs=1e-5), "dropout": 0.0}
+    assert [(r["batch_size"], r["dropout"], r["status"], r["steps"]) for r in result["runs"]] == [
+        (64, 0.0, "ok", 188), (128, 0.1, "ok", 94)]
+    assert all(0.5 < r["auc"] < 1 for r in result["runs"])
 
 
 def test_bench_hpo_reuses_a_kept_repeat_only_with_the_same_code_and_arguments(tmp_path):
