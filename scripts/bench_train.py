@@ -166,8 +166,7 @@ def bench_at_scale(work: Path, train_rows: int, scale: float, seed: int) -> dict
     samples = arms["reference"]["samples"]
     batch = batch_size_for(samples)
     own = TrainingConfig(batch_size=batch, learning_rate=round(learning_rate_for(batch, samples // batch), 8),
-                         optimizer="adam",
-                         eval_every=EVAL_EVERY, seed=0)
+                         optimizer="adam", eval_every=EVAL_EVERY, seed=0)
     arms["project, reference hyperparameters"] = run_project(processed, same)
     arms["project, own settings"] = run_project(processed, own)
     reference_time = time_to_target(arms["reference"]["curve"], target)
