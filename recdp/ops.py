@@ -1,196 +1,111 @@
-"""Composable Spark transformations for recommendation data.
+"""The preprocessing ops of one batch of well-formed rows, on Arrow and numpy, as each Spark task runs them.
 
-Every op is a small frozen dataclass that maps a DataFrame to a DataFrame with built-in Spark SQL
-functions only (no Python UDF, no collect), so a pipeline runs at JVM speed on any cluster and its memory
-stays flat as data grows. A user reorders or extends a pipeline for another dataset by composing ops:
-
-    pipeline = Pipeline([FillNA(dense, 0.0), ClipNegative(dense), Log1p(dense), Categorify(cats, vocab)])
-    processed = pipeline(parsed)
+    dense  = log1p(max(fillna(x, 0), 0))             (DLRM's Criteo preprocessing)
+    codes  = hex_codes(C)                             (hex strings as int64, without string round trips)
+    ids    = VocabularyLookup(keys, ids).ids(codes)   (missing -> MISSING_ID, unknown -> OOV_ID)
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from recdp.spec import DatasetSpec
+from recdp.ids import MISSING_ID, OOV_ID
 
-LINE = "_line"
-WELL_FORMED = "_well_formed"
-SPLIT = "split"
-MISSING_ID = 0
-OOV_ID = 1
-FIRST_VALUE_ID = 2
-
-
-class Op(Protocol):
-    def __call__(self, frame: DataFrame) -> DataFrame: ...
+MAX_HEX_DIGITS = 15  # so that every code is a positive int64
+NOT_HEX = -1  # the code of a value that is not 1-15 hex digits: no vocabulary holds it
+_NIBBLES = np.full(256, -1, dtype=np.int8)
+for _digit in b"0123456789":
+    _NIBBLES[_digit] = _digit - ord("0")
+for _offset, _digit in enumerate(b"abcdef"):
+    _NIBBLES[_digit] = _NIBBLES[_digit - 32] = 10 + _offset
 
 
-@dataclass(frozen=True)
-class Pipeline:
-    ops: Sequence[Op]
-
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        for op in self.ops:
-            frame = op(frame)
-        return frame
+def dense_features(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+    """float64 [rows, len(columns)]: missing -> 0, negatives -> 0, then log1p."""
+    if not columns:
+        return np.zeros((table.num_rows, 0))
+    values = np.column_stack([pc.fill_null(table[c], 0.0).to_numpy() for c in columns])
+    return np.log1p(np.maximum(values, 0.0))
 
 
-def _full_match(column: Column, pattern: str) -> Column:
-    return column.rlike(f"^(?:{pattern})$")
+def hex_codes(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Hex strings -> int64 codes; null stays null (missing), anything but 1-15 hex digits is NOT_HEX."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    present = values.is_valid().to_numpy(zero_copy_only=False)
+    codes = np.zeros(len(values), dtype=np.int64)
+    codes[present] = _present_hex_codes(values.drop_null().cast(pa.large_string()))
+    return pa.array(codes, type=pa.int64(), mask=~present)
 
 
-@dataclass(frozen=True)
-class ParseDelimited:
-    """Raw text lines (spark.read.text) -> typed spec columns, the raw line, and a well-formed flag.
-
-    A line is well formed when it has exactly the spec's field count, its label matches the label pattern
-    and every non-empty dense field matches the dense pattern: the same rules recdp.rawread applies.
-    Empty lines are skipped, and so is the header line of files that have one.
-    """
-
-    spec: DatasetSpec
-
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        spec = self.spec
-        names = spec.raw_columns
-        lines = frame.where(F.col("value") != "")
-        if spec.raw.header:
-            lines = lines.where(F.col("value") != spec.raw.delimiter.join(names))
-        fields = F.split(F.col("value"), re.escape(spec.raw.delimiter), -1)
-        # get() and try_cast() give null instead of an error (Spark's ANSI mode) on short or malformed lines.
-        raw = {name: F.nullif(F.get(fields, i), F.lit("")) for i, name in enumerate(names)}
-        well_formed = (F.size(fields) == len(names)) & F.coalesce(
-            _full_match(raw[spec.label], spec.parse.label_pattern), F.lit(False))
-        for name in spec.dense:
-            well_formed = well_formed & (raw[name].isNull() | _full_match(raw[name], spec.parse.dense_pattern))
-        return lines.select(
-            F.col("value").alias(LINE),
-            well_formed.alias(WELL_FORMED),
-            raw[spec.label].try_cast("int").alias(spec.label),
-            *[raw[name].try_cast("double").alias(name) for name in spec.dense],
-            *[raw[name].alias(name) for name in spec.categorical],
-        )
-
-
-@dataclass(frozen=True)
-class DropMalformed:
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        return frame.where(F.col(WELL_FORMED)).drop(WELL_FORMED)
+def _present_hex_codes(strings: pa.LargeStringArray) -> np.ndarray:
+    n = len(strings)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64)[strings.offset: strings.offset + n + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = strings.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8)[start:end] if data is not None and end > start \
+        else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    nibbles = np.take(_NIBBLES, raw)
+    width = int(lengths[0]) if n else 0
+    if n and 0 < width <= MAX_HEX_DIGITS and (lengths == width).all():
+        # Fixed width (Criteo's 8 digits): one row of digits per value.
+        digits = nibbles.reshape(n, width)
+        codes = np.maximum(digits, 0).astype(np.int64) @ (16 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+        codes[digits.min(axis=1) < 0] = NOT_HEX
+        return codes
+    # Any widths: digit i of a value is worth nibble << 4 * (digits after it), and the value is their sum.
+    # Wrap-around uint64 running sums give each value's sum exactly, since every value is below 2**60.
+    row_of_byte = np.repeat(np.arange(n), lengths)
+    shift = 4 * (offsets[1:][row_of_byte] - 1 - np.arange(start, end))
+    usable = (nibbles >= 0) & (shift < 64)
+    digits = np.maximum(nibbles, 0).astype(np.int64)
+    contribution = np.where(usable, np.left_shift(digits, np.where(usable, shift, 0)), 0)
+    running = np.concatenate([np.zeros(1, np.uint64), np.cumsum(contribution.astype(np.uint64), dtype=np.uint64)])
+    bad_running = np.concatenate([np.zeros(1, np.int64), np.cumsum(nibbles < 0, dtype=np.int64)])
+    edges = offsets - start
+    codes = (running[edges[1:]] - running[edges[:-1]]).astype(np.int64)
+    bad = (bad_running[edges[1:]] - bad_running[edges[:-1]] > 0) | (lengths > MAX_HEX_DIGITS) | (lengths == 0)
+    codes[bad] = NOT_HEX
+    return codes
 
 
-@dataclass(frozen=True)
-class FillNA:
-    columns: Sequence[str]
-    value: float = 0.0
+class VocabularyLookup:
+    """One column's vocabulary as sorted keys and their ids: a vectorized value -> id map."""
 
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        return frame.fillna(self.value, subset=list(self.columns))
+    def __init__(self, keys: np.ndarray | pa.Array, ids: np.ndarray) -> None:
+        self.ids_of_keys = np.asarray(ids, dtype=np.int32)
+        if isinstance(keys, pa.Array) and pa.types.is_integer(keys.type):
+            keys = keys.to_numpy()
+        if isinstance(keys, np.ndarray) and keys.dtype.kind in "iu":
+            self._keys, self._index = keys.astype(np.int64), None
+        else:  # strings: a hash index (pandas keeps it), since searchsorted on objects is slow
+            import pandas as pd
 
+            values = keys.to_pylist() if isinstance(keys, pa.Array) else list(keys)
+            self._keys, self._index = None, pd.Index(values, dtype=object)
 
-@dataclass(frozen=True)
-class ClipNegative:
-    columns: Sequence[str]
+    def __len__(self) -> int:
+        return len(self.ids_of_keys)
 
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        return frame.withColumns({c: F.greatest(F.col(c), F.lit(0.0)) for c in self.columns})
-
-
-@dataclass(frozen=True)
-class Log1p:
-    columns: Sequence[str]
-
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        return frame.withColumns({c: F.log1p(F.col(c)) for c in self.columns})
-
-
-@dataclass(frozen=True)
-class HexToInt:
-    """Hex strings -> 64-bit ints (at most 15 hex digits, so the value stays positive).
-
-    A value that is not hex becomes -1, which no vocabulary holds: it maps to the out-of-vocabulary id.
-    (unhex() is null for a non-hex string and is much cheaper than a regex match.)
-    """
-
-    columns: Sequence[str]
-
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        def convert(c: Column) -> Column:
-            valid = F.unhex(F.concat(F.lit("0"), c)).isNotNull() & (F.length(c) <= 15)
-            return F.when(c.isNull(), F.lit(None).cast("long")).when(
-                valid, F.conv(c, 16, 10).cast("long")).otherwise(F.lit(-1).cast("long"))
-
-        return frame.withColumns({c: convert(F.col(c)) for c in self.columns})
-
-
-@dataclass(frozen=True)
-class Categorify:
-    """Map categorical strings to ids through a vocabulary frame (column, value, id).
-
-    Missing values get MISSING_ID, values the vocabulary does not hold get OOV_ID. Each column is one
-    equi-join, which Spark broadcasts when the column's vocabulary is small.
-    """
-
-    columns: Sequence[str]
-    vocabulary: DataFrame
-
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        for name in self.columns:
-            mapping = self.vocabulary.where(F.col("column") == name).select(
-                F.col("value").alias(name), F.col("id").alias(f"{name}__id"))
-            frame = frame.join(mapping, on=name, how="left").withColumn(
-                name,
-                F.when(F.col(name).isNull(), F.lit(MISSING_ID))
-                .otherwise(F.coalesce(F.col(f"{name}__id"), F.lit(OOV_ID)))
-                .cast("int"),
-            ).drop(f"{name}__id")
-        return frame
-
-
-@dataclass(frozen=True)
-class AssignSplit:
-    """Deterministic train/valid/test split by a seeded hash of the raw line; drops the line after."""
-
-    train: float
-    valid: float
-    seed: int
-
-    def __call__(self, frame: DataFrame) -> DataFrame:
-        bucket = F.pmod(F.xxhash64(F.col(LINE), F.lit(self.seed)), F.lit(1_000_000))
-        return frame.withColumn(
-            SPLIT,
-            F.when(bucket < int(self.train * 1_000_000), F.lit("train"))
-            .when(bucket < int((self.train + self.valid) * 1_000_000), F.lit("valid"))
-            .otherwise(F.lit("test")),
-        ).drop(LINE)
-
-
-def parse_pipeline(spec: DatasetSpec) -> Pipeline:
-    """Raw lines -> typed, split rows (malformed ones flagged), with categorical keys ready to count."""
-    splits = spec.preprocess.splits
-    ops: list[Op] = [ParseDelimited(spec), AssignSplit(splits.train, splits.valid, spec.preprocess.split_seed)]
-    if spec.preprocess.hex_categoricals:
-        ops.append(HexToInt(list(spec.categorical)))
-    return Pipeline(ops)
-
-
-def categorical_key_type(spec: DatasetSpec) -> str:
-    """The Spark type of categorical keys after parse_pipeline, and so of vocabulary values."""
-    return "bigint" if spec.preprocess.hex_categoricals else "string"
-
-
-def standard_pipeline(spec: DatasetSpec, vocabulary: DataFrame) -> Pipeline:
-    """The default preprocessing of a parsed, well-formed, split frame, as DLRM's Criteo preprocessing does."""
-    dense = list(spec.dense)
-    return Pipeline([
-        FillNA(dense, 0.0),
-        ClipNegative(dense),
-        Log1p(dense),
-        Categorify(list(spec.categorical), vocabulary),
-    ])
+    def ids(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """int32 ids of `values` (codes or strings); null -> MISSING_ID, not in the vocabulary -> OOV_ID."""
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        missing = values.is_null().to_numpy(zero_copy_only=False)
+        result = np.full(len(values), OOV_ID, dtype=np.int32)
+        if len(self.ids_of_keys):
+            if self._index is None:
+                codes = pc.fill_null(values, NOT_HEX).to_numpy()
+                where = np.minimum(np.searchsorted(self._keys, codes), len(self._keys) - 1)
+                found = self._keys[where] == codes
+            else:
+                where = self._index.get_indexer(values.to_numpy(zero_copy_only=False))
+                found = where >= 0
+            result[found] = self.ids_of_keys[where[found]]
+        result[missing] = MISSING_ID
+        return result

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -156,3 +157,36 @@ def parquet_batches(
         yield pa.Table.from_batches([batch])
     log.info("shards: streamed %d rows from %d Parquet files (%.0f rows/s)", done, len(files),
              done / max(time.monotonic() - started, 1e-9))
+
+
+def allocate_shards(directory: Path, rows: int, n_dense: int, n_categorical: int) -> None:
+    """Create a shard directory's array files at their final size, for writers that fill them in parallel
+    (each at its own rows, with write_shard_rows); the header comes last, with write_shard_header."""
+    directory.mkdir(parents=True, exist_ok=True)
+    widths = {"label": 1, "dense": n_dense, "cat": n_categorical}
+    for key, (name, dtype) in FILES.items():
+        with open(directory / name, "wb") as handle:
+            handle.truncate(rows * widths[key] * np.dtype(dtype).itemsize)
+
+
+def write_shard_rows(directory: Path, first_row: int, label: np.ndarray, dense: np.ndarray, cat: np.ndarray) -> None:
+    """Write rows first_row.. of allocated shard files in place. Rewriting the same rows with the same values
+    (a retried task) leaves the files as they were."""
+    arrays = {"label": np.ascontiguousarray(label, dtype="<f4"), "dense": np.ascontiguousarray(dense, dtype="<f4"),
+              "cat": np.ascontiguousarray(cat, dtype="<i4")}
+    for key, (name, _) in FILES.items():
+        array = arrays[key]
+        row_bytes = array.itemsize * (array.shape[1] if array.ndim == 2 else 1)
+        descriptor = os.open(directory / name, os.O_WRONLY)
+        try:
+            data, position = memoryview(array).cast("B"), first_row * row_bytes
+            while data:
+                written = os.pwrite(descriptor, data, position)
+                data, position = data[written:], position + written
+        finally:
+            os.close(descriptor)
+
+
+def write_shard_header(directory: Path, header: ShardHeader) -> None:
+    """Declare a shard directory complete: written only once every row is in place."""
+    (directory / "header.json").write_text(json.dumps(asdict(header), indent=2, sort_keys=True))

@@ -2,11 +2,15 @@
 
 Layout under vocab/<dataset>/:
     v00001/values/      Parquet (column, value, id, count): only the values that version added
+    v00001/snapshot/    the whole vocabulary at that version, one Parquet file per column (column, value, id),
+                        sorted by value; kept for the newest KEPT_SNAPSHOTS versions only
     v00001/manifest.json
     index.json          which version each processed day used, and the latest version
     .lock               held while a version is chosen or made
 
-Version N's vocabulary is the union of the deltas v1..vN. Processing a day counts its categorical values;
+Version N's vocabulary is the union of the deltas v1..vN. Since ids only grow, it is also any later
+snapshot restricted to the ids below version N's table sizes: a day reads one snapshot (O(1) files, whatever
+the length of the history), and old snapshots can go. Processing a day counts its categorical values;
 values seen at least `freq_threshold` times that the latest version does not hold get the next ids of their
 column (most frequent first, ties by value, so the assignment is deterministic) in a new version. A day
 that brings no new value reuses the latest version. A rerun of a day reuses the version recorded for it,
@@ -18,20 +22,33 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from recdp.ops import FIRST_VALUE_ID
+from recdp.ids import FIRST_VALUE_ID
+from recdp.ops import VocabularyLookup
 from recdp.storage import file_lock, staged_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 INDEX = "index.json"
+SNAPSHOT = "snapshot"
+KEPT_SNAPSHOTS = 3  # a reader of the oldest kept one has two whole version changes' time to open it
+
+
+class VocabularyError(RuntimeError):
+    """The vocabulary files do not hold what the index says."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +60,42 @@ class VocabVersion:
     def delta_paths(self) -> list[str]:
         return [str(self.root / version_dir(v) / "values") for v in range(1, self.version + 1)]
 
-    def load(self, spark: SparkSession, key_type: str) -> DataFrame:
+    def snapshot_dir(self) -> Path:
+        """The newest snapshot at or after this version (which holds every id of this one)."""
+        kept = sorted((p for p in self.root.glob("v*/" + SNAPSHOT) if _version_of(p.parent) >= self.version),
+                      key=lambda p: _version_of(p.parent))
+        if not kept:
+            raise VocabularyError(f"{self.root} has no snapshot at or after version {self.version}")
+        return kept[-1]
+
+    def column_table(self, column: str) -> pa.Table:
+        """(value, id) of one column at this version, sorted by value."""
         if self.version == 0:
-            return spark.createDataFrame([], f"column string, value {key_type}, id int, count bigint")
-        return spark.read.parquet(*self.delta_paths())
+            return pa.table({"value": pa.array([], pa.int64()), "id": pa.array([], pa.int32())})
+        for attempt in (1, 2):
+            try:
+                table = pq.read_table(self.snapshot_dir() / f"{column}.parquet", columns=["value", "id"])
+                break
+            except FileNotFoundError:  # pruned between listing and reading: the newer one is there now
+                if attempt == 2:
+                    raise
+        return table.filter(pc.less(table["id"], self.table_sizes[column]))
+
+    def lookup(self, column: str) -> VocabularyLookup:
+        table = self.column_table(column)
+        return VocabularyLookup(table["value"].combine_chunks(), table["id"].to_numpy())
+
+    def load(self, spark: SparkSession, key_type: str) -> DataFrame:
+        """(column, value, id) of every column at this version, as a Spark frame."""
+        if self.version == 0:
+            return spark.createDataFrame([], f"column string, value {key_type}, id int")
+        sizes = F.create_map(*[x for c, n in self.table_sizes.items() for x in (F.lit(c), F.lit(n))])
+        return (spark.read.parquet(str(self.snapshot_dir())).where(F.col("id") < sizes[F.col("column")])
+                .select("column", "value", "id"))
+
+
+def _version_of(directory: Path) -> int:
+    return int(directory.name[1:]) if directory.name[1:].isdigit() else -1
 
 
 def version_dir(version: int) -> str:
@@ -89,29 +138,55 @@ class VocabularyStore:
         return None if recorded is None else self.version(recorded)
 
     def resolve(self, spark: SparkSession, frame: DataFrame, day: dt.date, freq_threshold: int) -> VocabVersion:
-        """The version a day's partition is mapped with: the recorded one on a rerun, else latest (+ new)."""
+        """The version a day's partition is mapped with: the recorded one on a rerun, else latest (+ new).
+
+        `frame` holds the day's categorical columns; their values are counted in one aggregation."""
+        return self.resolve_counts(spark, count_values(frame, self.columns), day, freq_threshold)
+
+    def resolve_counts(self, spark: SparkSession, counts: DataFrame, day: dt.date,
+                       freq_threshold: int) -> VocabVersion:
+        """As resolve, from the day's counts already made: a frame (column, value, count)."""
         with _locked(self.root):
             recorded = self.version_for_day(day)
             if recorded is not None:
                 log.info("vocabulary: day %s reuses version %d (rerun)", day, recorded.version)
                 return recorded
-            chosen = self._extend(spark, frame, day, freq_threshold)
+            self._ensure_snapshot(self.latest())
+            chosen = self._extend(spark, counts, day, freq_threshold)
             index = self._index()
             index["days"][day.isoformat()] = chosen.version
             index["latest"] = max(index["latest"], chosen.version)
             write_json_atomic(self.root / INDEX, index)
+            self._prune_snapshots(index["latest"])
             return chosen
 
-    def _extend(self, spark: SparkSession, frame: DataFrame, day: dt.date, freq_threshold: int) -> VocabVersion:
+    def _ensure_snapshot(self, version: VocabVersion) -> None:
+        """A store made before snapshots existed gets its latest one from the deltas, once."""
+        if version.version == 0 or (self.root / version_dir(version.version) / SNAPSHOT).is_dir():
+            return
+        deltas = pq.read_table(version.delta_paths(), columns=["column", "value", "id"]) \
+            if len(version.delta_paths()) == 1 else pa.concat_tables(
+                [pq.read_table(p, columns=["column", "value", "id"]) for p in version.delta_paths()])
+        final = self.root / version_dir(version.version) / SNAPSHOT
+        staging = final.with_name(f".{SNAPSHOT}-staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for column in self.columns:
+            rows = deltas.filter(pc.equal(deltas["column"], column))
+            pq.write_table(rows.sort_by("value"), staging / f"{column}.parquet")
+        staging.rename(final)
+        log.info("vocabulary: wrote the snapshot of version %d from its %d deltas", version.version,
+                 version.version)
+
+    def _prune_snapshots(self, latest: int) -> None:
+        for snapshot in self.root.glob("v*/" + SNAPSHOT):
+            if _version_of(snapshot.parent) <= latest - KEPT_SNAPSHOTS:
+                shutil.rmtree(snapshot, ignore_errors=True)
+
+    def _extend(self, spark: SparkSession, counts: DataFrame, day: dt.date, freq_threshold: int) -> VocabVersion:
         started = time.monotonic()
         current = self.latest()
-        # One pass over the partition: (column index, value) pairs, counted with map-side combining.
-        pairs = frame.select(F.explode(F.array(*[
-            F.struct(F.lit(i).alias("column_index"), F.col(c).alias("value")) for i, c in enumerate(self.columns)
-        ])).alias("pair")).select("pair.column_index", "pair.value").where(F.col("value").isNotNull())
-        names = F.create_map(*[x for i, c in enumerate(self.columns) for x in (F.lit(i), F.lit(c))])
-        frequent = (pairs.groupBy("column_index", "value").count().where(F.col("count") >= freq_threshold)
-                    .select(names[F.col("column_index")].alias("column"), "value", "count"))
+        frequent = counts.where(F.col("count") >= freq_threshold)
         known = current.load(spark, self.key_type).select("column", "value")
         fresh = frequent.join(known, on=["column", "value"], how="left_anti")
         next_id = F.create_map(*[x for c in self.columns for x in (F.lit(c), F.lit(current.table_sizes[c]))])
@@ -119,23 +194,47 @@ class VocabularyStore:
             "id",
             (F.row_number().over(Window.partitionBy("column").orderBy(F.desc("count"), F.asc("value")))
              - 1 + next_id[F.col("column")]).cast("int"),
-        ).select("column", "value", "id", "count").persist()
+        ).select("column", "value", "id", "count")
+        incoming = self.root / f".incoming-{uuid.uuid4().hex}"
         try:
-            added = {row["column"]: row["n"] for row in ranked.groupBy("column").agg(F.count("*").alias("n")).collect()}
+            ranked.write.parquet(str(incoming))
+            delta = pq.read_table(incoming, columns=["column", "value", "id"])
+            added = dict(zip(*[c.to_pylist() for c in delta.group_by("column").aggregate([("id", "count")])
+                               .select(["column", "id_count"]).columns], strict=True))
             if not added:
                 log.info("vocabulary: day %s adds no value; using version %d", day, current.version)
                 return current
             version = current.version + 1
             sizes = {c: current.table_sizes[c] + added.get(c, 0) for c in self.columns}
             with staged_directory(self.root / version_dir(version)) as staging:
-                ranked.write.parquet(str(staging / "values"))
+                incoming.rename(staging / "values")
+                self._write_snapshot(current, delta, staging / SNAPSHOT)
                 write_json_atomic(staging / "manifest.json", {
                     "version": version, "parent": current.version, "created_for_day": day.isoformat(),
                     "freq_threshold": freq_threshold, "added": added, "table_sizes": sizes,
                     "created_at": dt.datetime.now(dt.UTC).isoformat(),
                 })
         finally:
-            ranked.unpersist()
+            shutil.rmtree(incoming, ignore_errors=True)
         log.info("vocabulary: day %s made version %d with %d new values in %.1fs",
                  day, version, sum(added.values()), time.monotonic() - started)
         return VocabVersion(self.root, version, sizes)
+
+    def _write_snapshot(self, current: VocabVersion, delta: pa.Table, directory: Path) -> None:
+        """Version N's snapshot: version N-1's plus the delta, one column at a time (memory: one column)."""
+        directory.mkdir()
+        for column in self.columns:
+            new = delta.filter(pc.equal(delta["column"], column)).select(["value", "id"])
+            old = current.column_table(column).cast(new.schema)
+            merged = pa.concat_tables([old, new]).sort_by("value")
+            names = pa.DictionaryArray.from_arrays(pa.array(np.zeros(merged.num_rows, np.int32)), [column])
+            pq.write_table(pa.table({"column": names.cast(pa.string()), "value": merged["value"],
+                                     "id": merged["id"]}), directory / f"{column}.parquet")
+
+
+def count_values(frame: DataFrame, columns: list[str]) -> DataFrame:
+    """(column, value, count) of a wide frame's categorical columns: one aggregation, nulls not counted."""
+    pairs = frame.select(F.explode(F.array(*[
+        F.struct(F.lit(c).alias("column"), F.col(c).alias("value")) for c in columns
+    ])).alias("pair")).select("pair.column", "pair.value").where(F.col("value").isNotNull())
+    return pairs.groupBy("column", "value").count()

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 import torch
 
 from recdp.spec import DatasetSpec
 from recdp.storage import staged_directory
-from recdp.vocab import version_dir
+from recdp.vocab import VocabularyStore
 from sda.models import load_model
 from sda.promote import Registry
 
@@ -31,22 +31,17 @@ SCORER = Path(__file__).with_name("scoring.py")
 
 
 def vocabulary_arrays(vocab_root: Path, version: int, columns: list[str]) -> dict[str, np.ndarray]:
-    """Keys (sorted) and ids per column, from the delta files of versions 1..version."""
-    tables = [pq.read_table(vocab_root / version_dir(v) / "values", columns=["column", "value", "id"])
-              for v in range(1, version + 1)]
+    """Keys (sorted) and ids per column at a vocabulary version, from its snapshot (recdp.vocab)."""
+    store = VocabularyStore(vocab_root, columns)
+    vocabulary = store.version(version)
     arrays: dict[str, np.ndarray] = {}
-    frame = {"column": [], "value": [], "id": []}
-    for table in tables:
-        for name in frame:
-            frame[name].extend(table.column(name).to_pylist())
-    column = np.asarray(frame["column"], dtype=object)
     for name in columns:
-        mask = column == name
-        keys = np.asarray([v for v, m in zip(frame["value"], mask, strict=True) if m])
-        ids = np.asarray([i for i, m in zip(frame["id"], mask, strict=True) if m], dtype=np.int64)
-        order = np.argsort(keys, kind="stable")
-        arrays[f"{name}__keys"] = keys[order] if len(keys) else np.zeros(0, dtype=np.int64)
-        arrays[f"{name}__ids"] = ids[order]
+        table = vocabulary.column_table(name)
+        values = table["value"]
+        # Strings as a fixed-width unicode array: np.load refuses object arrays (allow_pickle=False).
+        keys = values.to_numpy() if pa.types.is_integer(values.type) else np.array(values.to_pylist(), dtype=str)
+        arrays[f"{name}__keys"] = keys if len(keys) else np.zeros(0, dtype=np.int64)
+        arrays[f"{name}__ids"] = table["id"].to_numpy().astype(np.int64)
     return arrays
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
+from recdp.ids import OOV_ID
 from recdp.storage import file_lock
 from sda.data import BatchStream, open_split
 from sda.models import load_model
@@ -33,7 +34,6 @@ from sda.tracking import Tracking
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-OOV_ID = 1  # recdp's vocabularies: 0 missing, 1 out of vocabulary, 2.. values
 
 
 @dataclass(frozen=True)

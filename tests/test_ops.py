@@ -1,80 +1,96 @@
-"""Each Spark op on small hand-made frames."""
+"""The one parser (recdp.parse) and the batch ops (recdp.ops), on hand-made Arrow data: no Spark needed."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
-from recdp.ops import (
-    LINE,
-    SPLIT,
-    WELL_FORMED,
-    AssignSplit,
-    Categorify,
-    ClipNegative,
-    DropMalformed,
-    FillNA,
-    HexToInt,
-    Log1p,
-    ParseDelimited,
-    Pipeline,
-)
+from recdp.ids import MISSING_ID, OOV_ID
+from recdp.ops import NOT_HEX, VocabularyLookup, dense_features, hex_codes
+from recdp.parse import parse_lines
+from recdp.rawread import read_partition
 from tests.conftest import small_spec
 
-pytestmark = pytest.mark.spark
 
-
-def lines(spark, rows: list[str]):
-    return spark.createDataFrame([(r,) for r in rows], "value string")
-
-
-def test_parse_flags_malformed_lines_by_the_spec_rules(spark):
+def test_parse_lines_flags_malformed_lines_by_the_spec_rules():
     spec = small_spec("shop_clicks")
-    header = ",".join(spec.raw_columns)
     rows = [
-        header,
         "a1,1,100,seg,cat,3,,phone,eu",  # good, views_7d missing
         "a2,0,12.5,seg,cat,3,7,phone,eu",  # good, decimal dense
         "a3,1,100,seg,cat,3,7,phone",  # too few fields
         "a4,1,ten,seg,cat,3,7,phone,eu",  # text in a dense field
         "a5,yes,1,seg,cat,3,7,phone,eu",  # label not an integer
-        "",  # empty line: skipped, not counted
+        "a6,1,1,seg,cat,3,7,phone,eu,extra",  # too many fields
     ]
-    parsed = ParseDelimited(spec)(lines(spark, rows)).orderBy(LINE).collect()
-    assert [r[WELL_FORMED] for r in parsed] == [True, True, False, False, False]
-    first = parsed[0]
-    assert first["clicked"] == 1 and first["price_cents"] == 100.0 and first["views_7d"] is None
-    assert first["item_id"] == "a1" and first["region"] == "eu"
-    assert DropMalformed()(ParseDelimited(spec)(lines(spark, rows))).count() == 2
+    carry = pa.array([10, 11, 12, 13, 14, 15], pa.int8())
+    parsed = parse_lines(spec, pa.array(rows), carry)
+    assert (parsed.rows, parsed.malformed, parsed.well_formed) == (6, 4, 2)
+    table = parsed.table
+    assert table["_carry"].to_pylist() == ["10", "11"]  # aligned with the rows kept
+    assert table["clicked"].to_pylist() == [1, 0] and table["price_cents"].to_pylist() == [100.0, 12.5]
+    assert table["views_7d"].to_pylist() == [None, 7.0]
+    assert table["item_id"].to_pylist() == ["a1", "a2"] and table["region"].to_pylist() == ["eu", "eu"]
 
 
-def test_fill_clip_log1p(spark):
-    frame = spark.createDataFrame([(None,), (-3.0,), (math.e - 1,)], "x double")
-    out = Pipeline([FillNA(["x"], 0.0), ClipNegative(["x"]), Log1p(["x"])])(frame).collect()
-    assert [round(r["x"], 9) for r in out] == [0.0, 0.0, 1.0]
+def test_parse_lines_agrees_with_the_validation_reader(tmp_path):
+    """The same lines through read_partition (a file, as validation reads it) and parse_lines (a batch of
+    lines, as the Spark job reads it): the same rows kept, the same count dropped."""
+    spec = small_spec("criteo")
+    good = "\t".join(["1", *["3"] * 13, *["0000000a"] * 26])
+    lines = [good, good.replace("\t3\t", "\tx\t", 1), "2" + good[1:], good + "\tmore", good[:20],
+             "\t".join(["0", *[""] * 13, *[""] * 26]), good.replace("1", "99999999999999999999", 1)]
+    folder = tmp_path / "day"
+    folder.mkdir()
+    (folder / "part-00000.tsv").write_text("\n".join(lines) + "\n")
+    partition = read_partition(spec, folder)
+    parsed = parse_lines(spec, pa.array(lines))
+    assert (parsed.rows, parsed.malformed) == (partition.total_rows, partition.bad_rows)
+    for name in spec.raw_columns:
+        expected = partition.table[name]
+        if name in spec.categorical:
+            expected = expected.cast(pa.string())
+        assert parsed.table[name].to_pylist() == expected.to_pylist(), name
 
 
-def test_hex_to_int(spark):
-    frame = spark.createDataFrame([("0000000a",), ("ffffffff",), (None,), ("zz",)], "c string")
-    assert [r["c"] for r in HexToInt(["c"])(frame).collect()] == [10, 0xFFFFFFFF, None, -1]
+def test_parse_lines_reads_undecodable_bytes_as_replacement_characters():
+    spec = small_spec("criteo")
+    good = "\t".join(["1", *["3"] * 13, *["0000000a"] * 26]).encode()
+    lines = pa.array([good, b"\xff" + good[1:], good[:-1] + b"\xfe"], pa.binary()).view(pa.string())
+    parsed = parse_lines(spec, lines)
+    assert (parsed.rows, parsed.malformed) == (3, 1)  # the label "\ufffd" is malformed; a categorical is not
+    assert parsed.table["C26"].to_pylist() == ["0000000a", "0000000\ufffd"]
 
 
-def test_categorify_maps_missing_oov_and_known(spark):
-    vocabulary = spark.createDataFrame(
-        [("c", "x", 2), ("c", "y", 3), ("d", "x", 2)], "column string, value string, id int")
-    frame = spark.createDataFrame([("x", "x"), ("y", None), (None, "q"), ("q", "x")], "c string, d string")
-    out = Categorify(["c", "d"], vocabulary)(frame).orderBy("c", "d").collect()
-    assert sorted((r["c"], r["d"]) for r in out) == sorted([(2, 2), (3, 0), (0, 1), (1, 2)])
+def test_hex_codes():
+    values = pa.array(["0000000a", "FFFFFFFF", None, "zz", "f", "123456789abcdef", "1234567890abcdef"])
+    assert hex_codes(values).to_pylist() == [10, 0xFFFFFFFF, None, NOT_HEX, 15, 0x123456789ABCDEF, NOT_HEX]
+    fixed = pa.array(["0000000a", None, "0000000g", "deadbeef"])  # the fixed-width path, one non-hex digit
+    assert hex_codes(fixed).to_pylist() == [10, None, NOT_HEX, 0xDEADBEEF]
+    assert hex_codes(pa.chunked_array([fixed.slice(1), fixed.slice(0, 1)])).to_pylist() == [None, NOT_HEX,
+                                                                                            0xDEADBEEF, 10]
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 2**60, 1000)
+    assert hex_codes(pa.array([format(c, "x") for c in codes])).to_pylist() == codes.tolist()
 
 
-def test_assign_split_is_deterministic_with_requested_fractions(spark):
-    frame = spark.range(20_000).selectExpr(f"cast(id as string) as {LINE}")
-    split = AssignSplit(0.8, 0.1, seed=42)
-    counts = {r[SPLIT]: r["count"] for r in split(frame).groupBy(SPLIT).count().collect()}
-    assert abs(counts["train"] / 20_000 - 0.8) < 0.02
-    assert abs(counts["valid"] / 20_000 - 0.1) < 0.01
-    again = spark.range(20_000).selectExpr(f"cast(id as string) as {LINE}", "cast(id as string) as key")
-    first = {r["key"]: r[SPLIT] for r in split(again).collect()}
-    second = {r["key"]: r[SPLIT] for r in split(again.repartition(7)).collect()}
-    assert first == second
+@pytest.mark.parametrize("kind", ["codes", "strings"])
+def test_vocabulary_lookup_maps_missing_unknown_and_known(kind):
+    if kind == "codes":
+        lookup = VocabularyLookup(np.array([3, 10, 77]), np.array([4, 2, 3]))
+        values = pa.array([10, None, 5, 77, NOT_HEX, 3], pa.int64())
+    else:
+        lookup = VocabularyLookup(pa.array(["b", "j", "x"]), np.array([4, 2, 3]))
+        values = pa.array(["j", None, "c", "x", "", "b"])
+    assert lookup.ids(values).tolist() == [2, MISSING_ID, OOV_ID, 3, OOV_ID, 4]
+    empty = VocabularyLookup(np.zeros(0, np.int64), np.zeros(0, np.int32))
+    assert empty.ids(pa.array([1, None], pa.int64())).tolist() == [OOV_ID, MISSING_ID]
+
+
+def test_dense_features_fill_clip_log1p():
+    table = pa.table({"x": pa.array([None, -3.0, math.e - 1]), "y": pa.array([0.0, 1.0, None])})
+    out = dense_features(table, ["x", "y"])
+    assert out.shape == (3, 2)
+    assert np.allclose(out[:, 0], [0.0, 0.0, 1.0]) and np.allclose(out[:, 1], [0.0, math.log(2), 0.0])

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from recdp.ids import FIRST_VALUE_ID
 from recdp.jobs.preprocess import PreprocessError, process_day
-from recdp.ops import FIRST_VALUE_ID
 from recdp.rawread import PartitionEmptyError, PartitionMissingError, read_partition
 from recdp.shards import read_shards
 from recdp.validate import ValidationFailed, validate_partition

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Submitted as a script, the project root is not on sys.path; put it there before importing recdp.
@@ -32,24 +33,31 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recdp.ops import (
-    FIRST_VALUE_ID,
-    MISSING_ID,
-    SPLIT,
-    WELL_FORMED,
-    DropMalformed,
-    categorical_key_type,
-    parse_pipeline,
-    standard_pipeline,
+from recdp.jobs.batches import (
+    KIND_MALFORMED,
+    KIND_MISSING,
+    KIND_ROWS,
+    KIND_VALUE,
+    LINE,
+    SPLIT_CODE,
+    SPLITS,
+    STATS_SCHEMA,
+    WritePlan,
+    count_schema,
+    count_values,
+    write_rows,
 )
 from recdp.rawread import partition_files
-from recdp.shards import ShardWriter, parquet_batches
+from recdp.shards import ShardHeader, allocate_shards, write_shard_header
 from recdp.spec import DatasetSpec, load_spec
 from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic
 from recdp.vocab import VocabularyStore
 
 log = logging.getLogger("recdp.preprocess")
-SPLITS = ("train", "valid", "test")
+# Rows per Arrow batch handed to a task: large enough that per-batch overheads vanish, small enough that a
+# task's memory stays a few hundred MB whatever the day's size.
+BATCH_ROWS = 65_536
+SPLIT_BUCKETS = 1_000_000
 
 
 class PreprocessError(RuntimeError):
@@ -65,71 +73,109 @@ def _require_validated(root: DataRoot, spec: DatasetSpec, day: dt.date) -> None:
         raise PreprocessError(f"{spec.name} day={day} failed validation ({where}); it stays in quarantine")
 
 
-def _input_counts(spec: DatasetSpec, parsed: DataFrame) -> dict:
-    good = F.col(WELL_FORMED)
-    row = parsed.agg(
-        F.count(F.lit(1)).alias("total"),
-        F.sum(F.when(good, 0).otherwise(1)).alias("bad"),
-        *[F.sum(F.when(good & F.col(c).isNull(), 1).otherwise(0)).alias(f"missing_{c}") for c in spec.dense],
-    ).collect()[0]
-    return row.asDict()
+def raw_lines(spark: SparkSession, spec: DatasetSpec, files: list[Path]) -> DataFrame:
+    """(split_code, value): the partition's non-empty, non-header lines and their split, fixed by a seeded hash
+    of the raw line (Spark's xxhash64, so the split of a line never depends on how the files are read)."""
+    lines = spark.read.text([str(f) for f in files]).where(F.col(LINE) != "")
+    if spec.raw.header:
+        lines = lines.where(F.col(LINE) != spec.raw.delimiter.join(spec.raw_columns))
+    splits = spec.preprocess.splits
+    bucket = F.pmod(F.xxhash64(F.col(LINE), F.lit(spec.preprocess.split_seed)), F.lit(SPLIT_BUCKETS))
+    code = (F.when(bucket < int(splits.train * SPLIT_BUCKETS), F.lit(0))
+            .when(bucket < int((splits.train + splits.valid) * SPLIT_BUCKETS), F.lit(1)).otherwise(F.lit(2)))
+    return lines.select(code.cast("byte").alias(SPLIT_CODE), LINE)
 
 
+@dataclass
+class DayCounts:
+    """Pass 1's counters: what the day holds, per task partition and split."""
+
+    rows_read: int
+    malformed: int
+    split_rows: dict[tuple[int, int], int]  # (partition, split code) -> well-formed rows
+    missing: dict[str, int]  # dense column -> missing values
+
+    def first_rows(self) -> dict[tuple[int, int], int]:
+        """Each (partition, split)'s first row in its split's shard: the rows of earlier partitions before it."""
+        first, running = {}, dict.fromkeys(range(len(SPLITS)), 0)
+        for part, code in sorted(self.split_rows):
+            first[(part, code)] = running[code]
+            running[code] += self.split_rows[(part, code)]
+        return first
+
+    def split_totals(self) -> list[int]:
+        return [sum(n for (_, code), n in self.split_rows.items() if code == s) for s in range(len(SPLITS))]
+
+
+def _count(spark: SparkSession, spec: DatasetSpec, lines: DataFrame) -> tuple[DataFrame, DayCounts]:
+    """Pass 1: one aggregation of every count the day needs; the value counts stay in Spark (persisted)."""
+    key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
+    counted = (lines.mapInArrow(count_values(spec), count_schema(key_type))
+               .groupBy("kind", "column_index", "part", "value").agg(F.sum("count").alias("count"))
+               .persist(StorageLevel.MEMORY_AND_DISK))
+    split_rows, missing, malformed = {}, dict.fromkeys(spec.dense, 0), 0
+    for row in counted.where(F.col("kind") != KIND_VALUE).collect():
+        if row["kind"] == KIND_ROWS:
+            split_rows[(row["part"], row["column_index"])] = row["count"]
+        elif row["kind"] == KIND_MALFORMED:
+            malformed += row["count"]
+        elif row["kind"] == KIND_MISSING:
+            missing[spec.dense[row["column_index"]]] = row["count"]
+    well_formed = sum(split_rows.values())
+    return counted, DayCounts(well_formed + malformed, malformed, split_rows, missing)
+
+
+def _value_counts(spec: DatasetSpec, counted: DataFrame) -> DataFrame:
+    names = F.create_map(*[x for i, c in enumerate(spec.categorical) for x in (F.lit(i), F.lit(c))])
+    return counted.where(F.col("kind") == KIND_VALUE).select(
+        names[F.col("column_index")].alias("column"), "value", "count")
+
+
+@dataclass
 class SplitStats:
-    """Running statistics of the rows written to one split's shards (the driver streams them anyway)."""
+    """The statistics of one split's rows, summed over the tasks that wrote them."""
 
-    def __init__(self, n_dense: int, n_cat: int) -> None:
-        self.rows = 0
-        self.positives = 0.0
-        self.dense_sum = np.zeros(n_dense)
-        self.dense_sq = np.zeros(n_dense)
-        self.known = np.zeros(n_cat, dtype=np.int64)
-        self.present = np.zeros(n_cat, dtype=np.int64)
+    rows: int
+    positives: float
+    dense_sum: np.ndarray
+    dense_sq: np.ndarray
+    known: np.ndarray
+    present: np.ndarray
 
-    def add(self, label: np.ndarray, dense: np.ndarray, cat: np.ndarray) -> None:
-        self.rows += len(label)
-        self.positives += float(label.sum())
-        self.dense_sum += dense.sum(axis=0, dtype=np.float64)
-        self.dense_sq += np.square(dense, dtype=np.float64).sum(axis=0)
-        self.known += (cat >= FIRST_VALUE_ID).sum(axis=0)
-        self.present += (cat > MISSING_ID).sum(axis=0)
+    @classmethod
+    def total(cls, rows: list) -> SplitStats:
+        return cls(sum(r["rows"] for r in rows), sum(r["positives"] for r in rows),
+                   *[np.sum([np.asarray(r[k]) for r in rows], axis=0) for k in
+                     ("dense_sum", "dense_sq", "known", "present")])
 
 
-def _write_outputs(spec: DatasetSpec, parquet_dir: Path, shards_dir: Path, vocab) -> dict[str, SplitStats]:
-    """Stream the written Parquet once into the three splits' shards, keeping their statistics."""
+def _write(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, counts: DayCounts, vocab,
+           staging: Path) -> dict[str, SplitStats]:
+    """Pass 2: every task writes its own Parquet file and its rows of the shards, in parallel."""
     dense, cats = list(spec.dense), list(spec.categorical)
-    writers = {s: ShardWriter(shards_dir / s, label=spec.label, dense_columns=dense, categorical_columns=cats,
-                              vocab_version=vocab.version, table_sizes=vocab.table_sizes) for s in SPLITS}
-    stats = {s: SplitStats(len(dense), len(cats)) for s in SPLITS}
-    files = sorted(parquet_dir.glob("*.parquet"))
-    try:
-        _stream_splits(spec, files, writers, stats)
-    except BaseException:
-        for writer in writers.values():  # e.g. a full disk: release the files so their space comes back
-            writer.abort()
-        raise
-    for writer in writers.values():
-        writer.close()
+    (staging / "parquet").mkdir()
+    totals = counts.split_totals()
+    for code, name in enumerate(SPLITS):
+        allocate_shards(staging / "shards" / name, totals[code], len(dense), len(cats))
+    plan = WritePlan(str(staging), str(vocab.root), vocab.version, dict(vocab.table_sizes), counts.first_rows(),
+                     dict(counts.split_rows))
+    rows = lines.mapInArrow(write_rows(spec, plan), STATS_SCHEMA).collect()
+    stats = {}
+    for code, name in enumerate(SPLITS):
+        of_split = [r.asDict() for r in rows if r["split"] == code]
+        n = len(dense), len(cats)
+        stats[name] = SplitStats.total(of_split) if of_split else SplitStats(
+            0, 0.0, np.zeros(n[0]), np.zeros(n[0]), np.zeros(n[1], np.int64), np.zeros(n[1], np.int64))
+        if stats[name].rows != totals[code]:
+            raise PreprocessError(f"{name}: {stats[name].rows} rows written, {totals[code]} counted")
+        write_shard_header(staging / "shards" / name, ShardHeader(
+            rows=totals[code], label=spec.label, dense_columns=dense, categorical_columns=cats,
+            vocab_version=vocab.version, table_sizes=dict(vocab.table_sizes)))
     return stats
 
 
-def _stream_splits(spec: DatasetSpec, files: list[Path], writers: dict, stats: dict) -> None:
-    dense, cats = list(spec.dense), list(spec.categorical)
-    for table in parquet_batches(files, [SPLIT, spec.label, *dense, *cats]):
-        split = table[SPLIT].to_numpy(zero_copy_only=False)
-        label = table[spec.label].to_numpy().astype(np.float32)
-        dense_values = np.column_stack([table[c].to_numpy() for c in dense]).astype(np.float32) if dense \
-            else np.zeros((table.num_rows, 0), np.float32)
-        cat_values = np.column_stack([table[c].to_numpy() for c in cats]).astype(np.int32) if cats \
-            else np.zeros((table.num_rows, 0), np.int32)
-        for name in SPLITS:
-            mask = split == name
-            if mask.any():
-                writers[name].append(label[mask], dense_values[mask], cat_values[mask])
-                stats[name].add(label[mask], dense_values[mask], cat_values[mask])
-
-
-def _stats_document(spec: DatasetSpec, day: dt.date, counts: dict, splits: dict[str, SplitStats], vocab) -> dict:
+def _stats_document(spec: DatasetSpec, day: dt.date, counts: DayCounts, splits: dict[str, SplitStats],
+                    vocab) -> dict:
     rows = sum(s.rows for s in splits.values())
     dense_sum = sum(s.dense_sum for s in splits.values())
     dense_sq = sum(s.dense_sq for s in splits.values())
@@ -141,8 +187,8 @@ def _stats_document(spec: DatasetSpec, day: dt.date, counts: dict, splits: dict[
         "dataset": spec.name,
         "day": day.isoformat(),
         "label": spec.label,
-        "rows_read": counts["total"],
-        "bad_rows": counts["bad"],
+        "rows_read": counts.rows_read,
+        "bad_rows": counts.malformed,
         "rows": rows,
         "positive_rate": sum(s.positives for s in splits.values()) / max(rows, 1),
         "splits": {n: {"rows": s.rows, "positive_rate": s.positives / s.rows if s.rows else None}
@@ -157,7 +203,7 @@ def _stats_document(spec: DatasetSpec, day: dt.date, counts: dict, splits: dict[
         },
         "dense": {
             c: {"mean": float(mean[j]), "std": float(std[j]),
-                "missing_fraction": counts[f"missing_{c}"] / max(rows, 1),
+                "missing_fraction": counts.missing[c] / max(rows, 1),
                 "transform": "fillna(0) -> clip(>=0) -> log1p"}
             for j, c in enumerate(spec.dense)
         },
@@ -170,45 +216,34 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
     if require_validation:
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
-    lines = spark.read.text([str(f) for f in files])
-    # The split is fixed from the raw line right away, so the (wide) line is not kept in the cache.
-    parsed = parse_pipeline(spec)(lines).persist(StorageLevel.MEMORY_AND_DISK)
-    vocabulary = None
+    lines = raw_lines(spark, spec, files)
+    counted, counts = _count(spark, spec, lines)
     try:
-        counts = _input_counts(spec, parsed)
-        total, bad = counts["total"], counts["bad"] or 0
-        counts["bad"] = bad
-        if total == 0:
+        if counts.rows_read == 0:
             raise PreprocessError(f"{spec.name} day={day} has no rows")
-        if bad / total > spec.parse.max_bad_row_fraction:
+        if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
             raise PreprocessError(
-                f"{spec.name} day={day}: {bad}/{total} malformed rows exceed max_bad_row_fraction "
-                f"{spec.parse.max_bad_row_fraction}")
-        log.info("%s day=%s: %d rows read, %d malformed dropped (%.1fs)", spec.name, day, total, bad,
-                 time.monotonic() - started)
-        good = DropMalformed()(parsed)
-        key_type = categorical_key_type(spec)
+                f"{spec.name} day={day}: {counts.malformed}/{counts.rows_read} malformed rows exceed "
+                f"max_bad_row_fraction {spec.parse.max_bad_row_fraction}")
+        log.info("%s day=%s: %d rows read, %d malformed dropped (%.1fs, %.0f rows/s)", spec.name, day,
+                 counts.rows_read, counts.malformed, time.monotonic() - started,
+                 counts.rows_read / max(time.monotonic() - started, 1e-9))
+        key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
         store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-        vocab = store.resolve(spark, good, day, spec.preprocess.freq_threshold)
-        # Cached once: every categorical column's join reads it.
-        vocabulary = vocab.load(spark, key_type).persist(StorageLevel.MEMORY_AND_DISK)
-        log.info("vocabulary v%d: %d values", vocab.version, vocabulary.count())
-        processed = standard_pipeline(spec, vocabulary)(good)
-        columns = [SPLIT, spec.label, *spec.dense, *spec.categorical]
-        with staged_directory(root.processed(spec.name, day)) as staging:
-            processed.select(*columns).write.parquet(str(staging / "parquet"))
-            log.info("%s day=%s: Parquet written (%.1fs)", spec.name, day, time.monotonic() - started)
-            split_stats = _write_outputs(spec, staging / "parquet", staging / "shards", vocab)
-            stats = _stats_document(spec, day, counts, split_stats, vocab)
-            stats["seconds"] = round(time.monotonic() - started, 3)
-            write_json_atomic(staging / "stats.json", stats)
-            (staging / "_SUCCESS").touch()
+        vocab = store.resolve_counts(spark, _value_counts(spec, counted), day, spec.preprocess.freq_threshold)
     finally:
-        parsed.unpersist()
-        if vocabulary is not None:
-            vocabulary.unpersist()
+        counted.unpersist()
+    log.info("%s day=%s: vocabulary v%d, %d values (%.1fs)", spec.name, day, vocab.version,
+             sum(vocab.table_sizes.values()), time.monotonic() - started)
+    with staged_directory(root.processed(spec.name, day)) as staging:
+        split_stats = _write(spark, spec, lines, counts, vocab, staging)
+        log.info("%s day=%s: Parquet and shards written (%.1fs)", spec.name, day, time.monotonic() - started)
+        stats = _stats_document(spec, day, counts, split_stats, vocab)
+        stats["seconds"] = round(time.monotonic() - started, 3)
+        write_json_atomic(staging / "stats.json", stats)
+        (staging / "_SUCCESS").touch()
     log.info("%s day=%s: %d rows processed in %.1fs (%.0f rows/s), vocabulary v%d", spec.name, day, stats["rows"],
-             stats["seconds"], total / max(stats["seconds"], 1e-9), vocab.version)
+             stats["seconds"], counts.rows_read / max(stats["seconds"], 1e-9), vocab.version)
     return stats
 
 
@@ -228,6 +263,7 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> li
     if spark is None:
         spark = SparkSession.builder.appName(f"recdp-preprocess-{spec.name}").getOrCreate()
         spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     try:
         return [process_day(spark, spec, root, day, not args.skip_validation_check) for day in days]
     finally:

@@ -19,11 +19,13 @@ import random
 import re
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
+from recdp.parse import parse_lines
 from recdp.rawread import PartitionEmptyError, read_partition
 from recdp.spec import DatasetSpec
 from recdp.storage import DataRoot
@@ -110,8 +112,9 @@ partitions = st.lists(st.tuples(st.lists(raw_lines, max_size=30), st.booleans())
 
 
 def malformed(line: str) -> bool:
-    """The spec's rules for a well-formed line, applied independently of recdp.rawread."""
-    fields = line.split("\t")
+    """The spec's rules for a well-formed line, applied independently of recdp.rawread (a byte order mark
+    opening the line is ignored)."""
+    fields = line.removeprefix("\ufeff").split("\t")
     if len(fields) != N_FIELDS or not LABEL.fullmatch(fields[0]):
         return True
     return any(value and not DENSE.fullmatch(value) for value in fields[1:14])
@@ -188,6 +191,39 @@ def test_fuzz_raw_lines_read(tmp_path, ledger):
     ledger.record("input", "fuzz: raw lines (read_partition)", tried=seen["examples"],
                   detail=f"{seen['rows']} rows, {seen['bad']} malformed, all counted as the oracle counts; "
                          f"{seen['empty']} empty partitions refused with PartitionEmptyError")
+
+
+def text_lines(data: bytes) -> list[bytes]:
+    """A file's lines as Spark's text reader yields them: split at \r\n, \r and \n, bytes kept as they are."""
+    return [line for line in re.split(rb"\r\n|\r|\n", data) if line]
+
+
+@UNDECODABLE
+def test_fuzz_parse_lines_agrees_with_the_oracle(ledger):
+    """The Spark job's parser (recdp.parse.parse_lines, over the lines of Spark's text reader) counts the
+    lines the oracle calls malformed, and keeps the others. (The one difference from reading whole files: a
+    line that is nothing but a file-opening byte order mark is a malformed row here and no row there.)"""
+    seen = {"examples": 0, "rows": 0, "bad": 0}
+
+    @fuzz_settings(250)
+    @given(drawn=partitions)
+    @example(drawn=[([b"\xef\xbb\xbf1" + b"\t" * 39, b"\xff\x00\xfe"], True)])  # a BOM, not UTF-8
+    def check(drawn):
+        seen["examples"] += 1
+        lines = [line for chunk, final in drawn for line in text_lines(b"\n".join(chunk) + b"\n" * final)]
+        expected_bad = sum(malformed(line.decode("utf-8", errors="replace")) for line in lines)
+        carry = pa.array(range(len(lines)), pa.int32())
+        parsed = parse_lines(SPEC, pa.array(lines, pa.binary()).view(pa.string()), carry)
+        assert (parsed.rows, parsed.malformed) == (len(lines), expected_bad)
+        kept = [i for i, line in enumerate(lines) if not malformed(line.decode("utf-8", errors="replace"))]
+        assert parsed.table["_carry"].to_pylist() == [str(i) for i in kept]
+        seen["rows"] += len(lines)
+        seen["bad"] += expected_bad
+
+    check()
+    assert seen["bad"] > 0 and seen["rows"] > seen["bad"]
+    ledger.record("input", "fuzz: raw lines (parse_lines, the Spark job's parser)", tried=seen["examples"],
+                  detail=f"{seen['rows']} rows, {seen['bad']} malformed, all counted as the oracle counts")
 
 
 @UNDECODABLE

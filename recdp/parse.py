@@ -1,0 +1,162 @@
+"""The spec's parse rules, implemented once, over Arrow: raw delimited text -> typed columns.
+
+A line is malformed when it has the wrong number of fields, when its label does not match the spec's label
+pattern, or when a non-empty dense field does not match the dense pattern. Bytes that are not UTF-8 are
+read as U+FFFD, as Spark's text reader reads them: a line holding them then fails those rules, or carries
+U+FFFD into a categorical value, which validation's format check reports. Empty fields are missing (null).
+A byte order mark opening a line is ignored: a file saved with one keeps its first row, whether the file is
+read whole (validation) or as lines (Spark's text reader does not drop it).
+
+Validation (recdp.rawread, whole files) and the Spark job (recdp.jobs.preprocess, batches of lines) both
+call `read_delimited` and `keep_well_formed`, so they agree row by row on what is bad.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from recdp.spec import DatasetSpec
+
+MAX_EXAMPLES = 5
+BLOCK_BYTES = 1 << 24
+# Labels beyond this magnitude are no class: they parse to null, which the label checks refuse.
+LABEL_LIMIT = 2.0**62
+BOM = "\ufeff"
+CARRY = "_carry"
+
+
+class UnreadableError(ValueError):
+    """Text that cannot be parsed at all, even with invalid bytes replaced."""
+
+
+@dataclass
+class ParsedRows:
+    table: pa.Table  # well-formed rows: label int64, dense float64, categorical strings (null = missing)
+    rows: int  # lines read (well-formed and malformed; empty lines and header lines are not rows)
+    malformed: int
+
+    @property
+    def well_formed(self) -> int:
+        return self.rows - self.malformed
+
+
+def full_match(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+def read_delimited(spec: DatasetSpec, source: bytes | pa.Buffer | str, names: Sequence[str], *, skip_rows: int = 0,
+                   where: str = "", examples: list[str] | None = None, use_threads: bool = True,
+                   ) -> tuple[pa.Table, int]:
+    """Every field of `names` as a nullable string; lines with a wrong field count are counted and skipped.
+
+    `source` is a file path or the text itself. Returns (table, lines skipped for their field count).
+    `use_threads=False` where the caller is one of several parallel tasks already (a Spark task)."""
+    skipped = 0
+    examples = examples if examples is not None else []
+
+    def count_invalid(row: pacsv.InvalidRow) -> str:
+        nonlocal skipped
+        skipped += 1
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(f"{where}{row.number}: {row.actual_columns} fields, "
+                            f"expected {row.expected_columns}: {row.text[:120]!r}")
+        return "skip"
+
+    read_options = pacsv.ReadOptions(column_names=list(names), skip_rows=skip_rows, block_size=BLOCK_BYTES,
+                                     use_threads=use_threads)
+    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names}, null_values=[""],
+                                   strings_can_be_null=True)
+    parse = pacsv.ParseOptions(delimiter=spec.raw.delimiter, quote_char=False, invalid_row_handler=count_invalid)
+    examples_before = len(examples)
+    try:
+        return pacsv.read_csv(_stream(source), read_options=read_options, parse_options=parse,
+                              convert_options=convert), skipped
+    except pa.ArrowInvalid:
+        # Bytes that are not UTF-8 stop Arrow's reader (its invalid-row handler is not even called): read them
+        # as U+FFFD instead, and count again from the start.
+        skipped = 0
+        del examples[examples_before:]
+        try:
+            return pacsv.read_csv(_replaced(source), read_options=read_options, parse_options=parse,
+                                  convert_options=convert), skipped
+        except pa.ArrowInvalid as exc:
+            raise UnreadableError(f"cannot read {where or 'text'}: {exc}") from exc
+
+
+def _stream(source: bytes | pa.Buffer | str):
+    return source if isinstance(source, str) else pa.BufferReader(source)
+
+
+def _replaced(source: bytes | pa.Buffer | str) -> io.BytesIO:
+    if isinstance(source, str):
+        with open(source, "rb") as handle:
+            data = handle.read()
+    else:
+        data = source.to_pybytes() if isinstance(source, pa.Buffer) else bytes(source)
+    return io.BytesIO(data.decode("utf-8", errors="replace").encode())
+
+
+def keep_well_formed(spec: DatasetSpec, raw: pa.Table, examples: list[str] | None = None,
+                     where: str = "row ") -> tuple[pa.Table, int]:
+    """The rows whose label and dense fields follow the spec, typed; and how many were dropped.
+
+    Columns other than the label and the dense ones pass through as they are."""
+    examples = examples if examples is not None else []
+    first = next(name for name in raw.column_names if name != CARRY)
+    if pc.any(pc.starts_with(raw[first], BOM)).as_py():
+        raw = raw.set_column(raw.column_names.index(first), first,
+                             pc.replace_substring_regex(raw[first], f"^{BOM}", ""))
+    good = pc.match_substring_regex(raw[spec.label].fill_null(""), full_match(spec.parse.label_pattern))
+    for name in spec.dense:
+        column = raw[name]
+        matches = pc.match_substring_regex(column, full_match(spec.parse.dense_pattern))
+        good = pc.and_(good, pc.or_(pc.is_null(column), matches.fill_null(True)))
+    bad_mask = pc.invert(good)
+    bad = pc.sum(bad_mask.cast(pa.int64())).as_py() or 0
+    if bad and len(examples) < MAX_EXAMPLES:
+        for index in pc.indices_nonzero(bad_mask)[: MAX_EXAMPLES - len(examples)].to_pylist():
+            row = {c: raw[c][index].as_py() for c in [spec.label, *spec.dense]}
+            examples.append(f"{where}{index}: label or dense field not numeric: {row}")
+    clean = raw.filter(good) if bad else raw
+    columns = {}
+    for name in clean.column_names:
+        column = clean[name]
+        if name == spec.label:
+            fits = pc.less(pc.abs(pc.cast(column, pa.float64())), LABEL_LIMIT)
+            column = pc.cast(pc.if_else(fits, column, pa.scalar(None, pa.string())), pa.int64())
+        elif name in spec.dense:
+            column = pc.cast(column, pa.float64())
+        columns[name] = column
+    return pa.table(columns), bad
+
+
+def parse_lines(spec: DatasetSpec, lines: pa.Array, carry: pa.Array | None = None) -> ParsedRows:
+    """Raw lines (no line ends; empty and header lines already removed) -> their well-formed rows, typed.
+
+    `carry` is a column aligned with `lines` (e.g. a split code computed from the raw line); it comes out as
+    the table's first column "_carry", aligned with the rows that were kept. Runs single-threaded: it is
+    meant for one of many parallel tasks."""
+    names = list(spec.raw_columns)
+    total = len(lines)
+    # The field count, by counting delimiters (quotes mean nothing in these formats, as in read_delimited).
+    right_count = pc.equal(pc.count_substring(lines, spec.raw.delimiter), len(names) - 1)
+    wrong_count = total - (pc.sum(right_count.cast(pa.int64())).as_py() or 0)
+    if wrong_count:
+        lines = lines.filter(right_count)
+        carry = carry.filter(right_count) if carry is not None else None
+    if carry is not None:
+        lines = pc.binary_join_element_wise(pc.cast(carry, pa.string()), lines, spec.raw.delimiter)
+        names = [CARRY, *names]
+    if len(lines) == 0:
+        raw = pa.table({n: pa.array([], pa.string()) for n in names})
+    else:
+        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0]
+        raw, _ = read_delimited(spec, joined.as_buffer(), names, use_threads=False)
+    table, bad = keep_well_formed(spec, raw)
+    return ParsedRows(table, total, wrong_count + bad)
