@@ -1,6 +1,6 @@
 """recsys_retrain: one run retrains the CTR model on one day partition.
 
-partition_ready -> validate -> gate_dry_run -> preprocess (spark-submit)
+partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-submit)
     -> plan (advised recipe) -> create_experiment -> run_trial x N (at most RECSYS_TRIAL_WORKERS at once)
     -> select_best -> evaluate (challenger vs champion, same holdout) -> promote (registry alias switch)
 
@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingError, partition_files
-from recdp.spec import available_specs, load_spec
+from recdp.spec import available_specs, load_spec, spec_path
 from recdp.storage import DataRoot, parse_day
 from sda.models import MODEL_NAMES  # the configs only: torch is imported by the tasks, not at parse time
 
@@ -35,6 +35,11 @@ TRIAL_WORKERS = int(os.environ.get("RECSYS_TRIAL_WORKERS", "2"))
 # The first day the schedule covers, and whether unpausing runs every day since (catchup) or the latest only.
 START_DATE = pendulum.parse(os.environ.get("RECSYS_START_DATE", "2026-01-01"), tz="UTC")
 CATCHUP = os.environ.get("RECSYS_CATCHUP", "false").strip().lower() in ("1", "true", "yes")
+
+
+def _shipped(key: str) -> str:
+    """A template for one value the ship_job task returned."""
+    return "{{ ti.xcom_pull(task_ids='ship_job')['" + key + "'] }}"
 
 
 class PartitionNotReady(Exception):
@@ -124,17 +129,29 @@ def recsys_retrain():
             print("dry run: validation only, nothing downstream changes")
         return not dry_run
 
+    @task
+    def ship_job(target: dict[str, str]) -> dict[str, str]:
+        """What spark-submit sends to the cluster: the recdp archive (--py-files) and the spec (--files)."""
+        from recdp.jobs.package import job_archive
+
+        root = DataRoot.from_env()
+        return {"archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
+                "data": str(root.root)}
+
     target = partition_ready()
     validated = validate(target)
     preprocess = SparkSubmitOperator(
         task_id="preprocess",
         conn_id="spark_default",
         application=str(PREPROCESS_JOB),
+        py_files=_shipped("archive"),
+        files=_shipped("spec"),
         properties_file=str(SPARK_PROPERTIES),
         name="recdp-preprocess",
         application_args=[
-            "--dataset", "{{ ti.xcom_pull(task_ids='partition_ready')['dataset'] }}",
+            "--dataset", _shipped("spec"),
             "--day", "{{ ti.xcom_pull(task_ids='partition_ready')['day'] }}",
+            "--data", _shipped("data"),
         ],
         retries=1,
     )
@@ -209,7 +226,7 @@ def recsys_retrain():
         return outcome
 
     run_plan = plan(target)
-    validated >> gate_dry_run() >> preprocess >> run_plan
+    validated >> gate_dry_run() >> ship_job(target) >> preprocess >> run_plan
     slots = create_experiment(run_plan)
     chosen = select_best(run_plan)
     run_trial.partial(run_plan=run_plan).expand(slot=slots) >> chosen

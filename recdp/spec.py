@@ -147,13 +147,19 @@ class DatasetSpec(_Strict):
         return self.validation.min_non_null_overrides.get(column, self.validation.min_non_null_fraction)
 
 
-def load_spec(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> DatasetSpec:
-    """Load a spec by dataset name (from spec_dir) or by a path to its YAML file."""
+def spec_path(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> Path:
+    """The YAML file of a spec given by dataset name (from spec_dir) or by path."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         if not NAME_PATTERN.match(str(name_or_path)):
             raise SpecError(f"dataset name {str(name_or_path)!r} must match {NAME_PATTERN.pattern}")
         path = spec_dir / f"{name_or_path}.yaml"
+    return path
+
+
+def load_spec(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> DatasetSpec:
+    """Load a spec by dataset name (from spec_dir) or by a path to its YAML file."""
+    path = spec_path(name_or_path, spec_dir)
     if not path.is_file():
         raise SpecError(f"no dataset spec at {path}")
     try:

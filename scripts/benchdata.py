@@ -13,16 +13,21 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from recdp.spec import DatasetSpec, load_spec  # noqa: E402
+from recdp.jobs.package import job_archive  # noqa: E402
+from recdp.spec import DatasetSpec, load_spec, spec_path  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 
-def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date], master: str = "local[*]") -> list[str]:
-    """The spark-submit command of the preprocessing job over `days` (validation check skipped)."""
+def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date], master: str = "local[*]",
+                            archive_dir: Path = PROJECT_ROOT / "var" / "jobs") -> list[str]:
+    """The spark-submit command of the preprocessing job over `days` (validation check skipped), shipped as
+    the DAG ships it: the recdp archive with --py-files, the spec with --files."""
+    spec_file = spec_path(spec.name)
     return [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
             "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
-            str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", spec.name,
+            "--py-files", str(job_archive(archive_dir)), "--files", str(spec_file),
+            str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", str(spec_file),
             "--skip-validation-check", *[x for day in days for x in ("--day", day.isoformat())]]
 
 

@@ -36,11 +36,13 @@ def airflow_db():
 def test_structure(dag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "preprocess", "plan",
-                                              "create_experiment", "run_trial", "select_best", "evaluate", "promote"}
+    assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "ship_job", "preprocess",
+                                              "plan", "create_experiment", "run_trial", "select_best", "evaluate",
+                                              "promote"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
-    assert dag.get_task("preprocess").upstream_task_ids == {"gate_dry_run"}
+    assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "gate_dry_run"}
+    assert dag.get_task("preprocess").upstream_task_ids == {"ship_job"}
     assert dag.get_task("plan").upstream_task_ids == {"partition_ready", "preprocess"}
     assert dag.get_task("create_experiment").upstream_task_ids == {"plan"}
     assert dag.get_task("run_trial").upstream_task_ids == {"plan", "create_experiment"}
@@ -55,6 +57,9 @@ def test_structure(dag):
     assert type(preprocess).__name__ == "SparkSubmitOperator"
     assert preprocess._conn_id == "spark_default"
     assert preprocess.application.endswith("recdp/jobs/preprocess.py")
+    # The job travels with the submit: the recdp archive and the spec come from ship_job.
+    assert "ship_job" in preprocess.py_files and "ship_job" in preprocess.files
+    assert "--data" in preprocess.application_args
 
 
 @pytest.mark.parametrize("name, value", [
@@ -116,7 +121,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
-    assert set(states.values()) == {"success"} and len(states) == 10, states
+    assert set(states.values()) == {"success"} and len(states) == 11, states
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
     assert stats["rows"] == 20_000 and stats["vocab_version"] == 1
 

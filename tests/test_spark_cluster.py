@@ -1,5 +1,10 @@
 """The preprocessing task on a Spark standalone cluster (a master and a worker started from the installed
-pyspark's spark-class on loopback), through SparkSubmitOperator: the same output as local[*]."""
+pyspark's spark-class on loopback), through SparkSubmitOperator: the same output as local[*].
+
+The job is shipped as the DAG ships it (the recdp archive with --py-files, the spec with --files). The
+worker runs with no checkout on its PYTHONPATH, and its executors' Python cannot import the project (the
+venv's site-packages without site processing, so without the editable install): they import recdp from
+the shipped archive or not at all."""
 
 from __future__ import annotations
 
@@ -9,11 +14,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
+from recdp.jobs.package import job_archive
+from recdp.spec import spec_path
 from recdp.validate import validate_partition
 from tests.conftest import DAY, make_day
 from tests.sigopt_server import free_port
@@ -48,7 +56,8 @@ def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark-cluster")
     port, ui = free_port(), free_port()
     env = {**os.environ, "SPARK_LOG_DIR": str(folder), "SPARK_WORKER_DIR": str(folder / "work"),
-           "SPARK_LOCAL_IP": "127.0.0.1"}
+           "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    env.pop("PYSPARK_PYTHON", None)
     master_log, worker_log = folder / "master.log", folder / "worker.log"
     master = subprocess.Popen([_spark_class(), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                "--port", str(port), "--webui-port", str(ui)], env=env,
@@ -72,16 +81,26 @@ def cluster(tmp_path_factory):
             process.wait(timeout=60)
 
 
-def _submit(connection: dict, conn_id: str, monkeypatch) -> None:
-    """The DAG's preprocessing task, with the master of an Airflow connection."""
+def _python_without_checkout(folder: Path) -> Path:
+    """The venv's Python without site processing: its packages import (PYTHONPATH), the project does not."""
+    wrapper = folder / "python-without-checkout"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def _submit(connection: dict, conn_id: str, monkeypatch, data_root, conf: dict | None = None) -> None:
+    """The DAG's preprocessing task (shipped as ship_job ships it), with the master of an Airflow connection."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "spark", **connection}))
+    spec_file = spec_path("criteo")
     operator = SparkSubmitOperator(
         task_id=f"preprocess_{conn_id}", conn_id=conn_id, application=str(PROJECT_ROOT / "recdp/jobs/preprocess.py"),
+        py_files=str(job_archive(data_root.root / "jobs")), files=str(spec_file),
         properties_file=str(PROJECT_ROOT / "include/spark/spark-defaults.conf"), name="recdp-preprocess-test",
-        application_args=["--dataset", "criteo", "--day", DAY.isoformat()],
-        conf={"spark.executor.memory": "1g", "spark.executor.cores": "2"})
+        application_args=["--dataset", str(spec_file), "--day", DAY.isoformat(), "--data", str(data_root.root)],
+        conf={"spark.executor.memory": "1g", "spark.executor.cores": "2", **(conf or {})})
     operator.execute(context={})
 
 
@@ -91,12 +110,19 @@ def test_the_preprocessing_task_on_a_standalone_cluster_matches_local(cluster, c
     validate_partition(criteo_full, data_root, DAY)
     processed = data_root.processed("criteo", DAY)
 
-    _submit({"host": "local[2]"}, "spark_local_test", monkeypatch)
+    _submit({"host": "local[2]"}, "spark_local_test", monkeypatch, data_root)
     local_digest, local_stats = digest(processed / "shards"), json.loads((processed / "stats.json").read_text())
     shutil.rmtree(processed)  # the cluster run writes it again (same vocabulary version: the day's)
 
+    executor_python = _python_without_checkout(folder)
+    site_packages = sysconfig.get_paths()["purelib"]
+    cannot = subprocess.run([str(executor_python), "-c", "import recdp"], env={"PYTHONPATH": site_packages}, cwd=folder,
+                            capture_output=True, text=True)
+    assert "No module named 'recdp'" in cannot.stderr  # so the executors below can only use the archive
     host, _, port = master.rpartition(":")
-    _submit({"host": host, "port": int(port)}, "spark_cluster_test", monkeypatch)
+    _submit({"host": host, "port": int(port)}, "spark_cluster_test", monkeypatch, data_root,
+            conf={"spark.pyspark.python": str(executor_python), "spark.pyspark.driver.python": sys.executable,
+                  "spark.executorEnv.PYTHONPATH": site_packages})
     cluster_stats = json.loads((processed / "stats.json").read_text())
     assert digest(processed / "shards") == local_digest
     assert {k: v for k, v in cluster_stats.items() if k != "seconds"} == {

@@ -1,6 +1,11 @@
 """spark-submit entry point: one validated raw day partition -> training-ready outputs.
 
-    spark-submit recdp/jobs/preprocess.py --dataset criteo --day 2026-03-01 --data /path/to/RECSYS_DATA
+    spark-submit --py-files recdp-<hash>.zip --files criteo.yaml \
+        recdp/jobs/preprocess.py --dataset /path/to/criteo.yaml --day 2026-03-01 --data /path/to/RECSYS_DATA
+
+The project travels with the job: --py-files ships the archive of the `recdp` package (recdp.jobs.package),
+and --files the dataset spec, which the job reads from the given path or, where that path does not exist
+(a driver in YARN or Kubernetes cluster mode), from the copy Spark shipped.
 
 Reads the raw partition with the spec's explicit schema, drops (and counts) malformed lines, fills missing
 dense values, clips negatives to 0, applies log1p, maps categorical values through the persistent
@@ -24,9 +29,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-# Submitted as a script, the project root is not on sys.path; put it there before importing recdp.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 from pyspark import StorageLevel
@@ -247,24 +249,38 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
     return stats
 
 
+def shipped_spec(argument: str) -> DatasetSpec:
+    """The spec named by --dataset: a name from include/datasets, a YAML path, or the name of a YAML file
+    shipped with spark-submit --files (found with SparkFiles where the path does not exist)."""
+    path = Path(argument)
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        from pyspark import SparkFiles
+
+        shipped = Path(SparkFiles.get(path.name))
+        if shipped.is_file():
+            return load_spec(shipped)
+    return load_spec(argument)
+
+
 def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description="Preprocess raw day partitions into training-ready files.")
-    parser.add_argument("--dataset", required=True, help="spec name in include/datasets or a YAML path")
+    parser.add_argument("--dataset", required=True,
+                        help="spec name in include/datasets, a YAML path, or a YAML file shipped with --files")
     parser.add_argument("--day", action="append", required=True, help="YYYY-MM-DD; repeat for several days")
     parser.add_argument("--data", type=Path, help="RECSYS_DATA root (default: $RECSYS_DATA)")
     parser.add_argument("--skip-validation-check", action="store_true",
                         help="process even without a passed validation report (benchmarks)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    spec = load_spec(args.dataset)
     root = DataRoot(args.data.resolve()) if args.data else DataRoot.from_env()
     days = [parse_day(d) for d in args.day]
     own_session = spark is None
     if spark is None:
-        spark = SparkSession.builder.appName(f"recdp-preprocess-{spec.name}").getOrCreate()
+        spark = SparkSession.builder.appName("recdp-preprocess").getOrCreate()
         spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
     try:
+        spec = shipped_spec(args.dataset)
         return [process_day(spark, spec, root, day, not args.skip_validation_check) for day in days]
     finally:
         if own_session:
