@@ -105,7 +105,8 @@ def _run(dag, conf: dict):
 def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, criteo, data_root):
     make_day(criteo, data_root, rows=5000)  # the DAG uses the real criteo spec: at least 1000 rows
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
-    downstream = ("ship_job", "preprocess", "plan", "create_experiment", "run_trial", "select_best", "evaluate", "promote")
+    downstream = ("ship_job", "preprocess", "plan", "create_experiment", "run_trial", "select_best", "evaluate",
+                  "promote")
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()
