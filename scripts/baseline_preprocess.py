@@ -1,9 +1,16 @@
 """The benchmark's baseline: single-process preprocessing in the style of DLRM's NumPy data_utils.
 
-Line by line: split the line, parse the label and dense counts, count categorical values in per-column
-dicts (pass 1); then give every value seen at least `freq_threshold` times an id in dict order, map the
-rows, clip and log1p the dense values, split by a seeded hash and save NumPy arrays (pass 2). It keeps
-everything in memory, as the classic script does, so its peak memory grows with the rows.
+Line by line, doing the Spark job's work: split the line, apply the spec's parse rules (field count, label
+and dense patterns; malformed lines dropped and counted), parse the label and dense values, turn hex
+categorical values into ints (1-15 hex digits, else the not-hex code), count values in per-column dicts
+(pass 1); then give every value seen at least `freq_threshold` times that the persistent vocabulary does
+not hold yet the next id of its column (most frequent first, ties by value, as recdp.vocab does), map the
+rows, clip and log1p the dense values, split by a seeded hash and save NumPy arrays (pass 2). The
+vocabulary persists across days in <out>/vocab.npz. It keeps a day in memory, as the classic script does,
+so its peak memory grows with the rows of a day.
+
+Documented difference from the job: the split hash is CRC32 of the line (Python has no xxhash64), so the
+same rows land in other splits; the ids, counts and values agree.
 
     python scripts/baseline_preprocess.py --dataset criteo --data DIR --day 2026-03-01 [--day ...] --out DIR
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import zlib
@@ -21,50 +29,58 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recdp.ids import FIRST_VALUE_ID, MISSING_ID, OOV_ID
+from recdp.ops import MAX_HEX_DIGITS, NOT_HEX
 from recdp.rawread import partition_files
 from recdp.spec import load_spec
 from recdp.storage import DataRoot, parse_day
 
+HEX = re.compile(f"[0-9a-fA-F]{{1,{MAX_HEX_DIGITS}}}")
 
-def preprocess_day(spec, files: list[Path], out: Path) -> int:
+
+def hex_code(value: str) -> int:
+    return int(value, 16) if HEX.fullmatch(value) else NOT_HEX
+
+
+def preprocess_day(spec, files: list[Path], out: Path, vocabularies: list[dict]) -> tuple[int, int]:
     n_cols = len(spec.raw_columns)
     index = {name: i for i, name in enumerate(spec.raw_columns)}
     label_i, dense_i = index[spec.label], [index[c] for c in spec.dense]
     cat_i = [index[c] for c in spec.categorical]
+    label_rule, dense_rule = re.compile(spec.parse.label_pattern), re.compile(spec.parse.dense_pattern)
+    to_key = hex_code if spec.preprocess.hex_categoricals else str
     labels, dense_rows, cat_rows, hashes = [], [], [], []
-    counts: list[dict[str, int]] = [{} for _ in cat_i]
+    counts: list[dict] = [{} for _ in cat_i]
+    bad = 0
     for path in files:
-        with open(path) as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             if spec.raw.header:
                 handle.readline()
             for line in handle:
-                fields = line.rstrip("\n").split(spec.raw.delimiter)
-                if len(fields) != n_cols:
+                line = line.rstrip("\r\n").removeprefix("\ufeff")
+                if not line:
                     continue
-                try:
-                    label = int(fields[label_i])
-                    dense = [float(fields[i]) if fields[i] else 0.0 for i in dense_i]
-                except ValueError:
+                fields = line.split(spec.raw.delimiter)
+                if len(fields) != n_cols or not label_rule.fullmatch(fields[label_i]) or any(
+                        fields[i] and not dense_rule.fullmatch(fields[i]) for i in dense_i):
+                    bad += 1
                     continue
-                cats = [fields[i] for i in cat_i]
+                cats = [to_key(fields[i]) if fields[i] else None for i in cat_i]
                 for j, value in enumerate(cats):
-                    if value:
+                    if value is not None:
                         counts[j][value] = counts[j].get(value, 0) + 1
-                labels.append(label)
-                dense_rows.append(dense)
+                labels.append(int(fields[label_i]))
+                dense_rows.append([float(fields[i]) if fields[i] else 0.0 for i in dense_i])
                 cat_rows.append(cats)
                 hashes.append(zlib.crc32(line.encode()) % 1000)
     threshold = spec.preprocess.freq_threshold
-    vocabularies = []
-    for column_counts in counts:
-        ids, next_id = {}, 2
-        for value, count in column_counts.items():
-            if count >= threshold:
-                ids[value] = next_id
-                next_id += 1
-        vocabularies.append(ids)
-    cat = np.array([[vocabularies[j].get(v, 1) if v else 0 for j, v in enumerate(row)] for row in cat_rows],
-                   dtype=np.int32)
+    for ids, column_counts in zip(vocabularies, counts, strict=True):
+        fresh = sorted(((-n, v) for v, n in column_counts.items() if n >= threshold and v not in ids))
+        next_id = FIRST_VALUE_ID + len(ids)
+        for offset, (_, value) in enumerate(fresh):
+            ids[value] = next_id + offset
+    cat = np.array([[MISSING_ID if v is None else vocabularies[j].get(v, OOV_ID) for j, v in enumerate(row)]
+                    for row in cat_rows], dtype=np.int32)
     dense = np.log1p(np.clip(np.array(dense_rows, dtype=np.float32), 0, None))
     label = np.array(labels, dtype=np.float32)
     bucket = np.array(hashes)
@@ -74,7 +90,15 @@ def preprocess_day(spec, files: list[Path], out: Path) -> int:
     for name, mask in (("train", bucket < edges[0]), ("valid", (bucket >= edges[0]) & (bucket < edges[1])),
                        ("test", bucket >= edges[1])):
         np.savez(out / f"{name}.npz", X_int=dense[mask], X_cat=cat[mask], y=label[mask])
-    return len(labels)
+    return len(labels), bad
+
+
+def save_vocabularies(path: Path, columns: list[str], vocabularies: list[dict]) -> None:
+    arrays = {}
+    for name, ids in zip(columns, vocabularies, strict=True):
+        keys = np.array(list(ids.keys()))
+        arrays[f"{name}__keys"], arrays[f"{name}__ids"] = keys, np.array(list(ids.values()), dtype=np.int64)
+    np.savez(path, **arrays)
 
 
 def main() -> None:
@@ -86,11 +110,15 @@ def main() -> None:
     args = parser.parse_args()
     spec = load_spec(args.dataset)
     root = DataRoot(args.data.resolve())
-    started, rows = time.monotonic(), 0
+    started, rows, bad = time.monotonic(), 0, 0
+    vocabularies: list[dict] = [{} for _ in spec.categorical]
     for day in args.day:
         files = partition_files(spec, root.raw(spec.name, parse_day(day)))
-        rows += preprocess_day(spec, files, args.out / f"day={day}")
-    print(json.dumps({"rows": rows, "seconds": round(time.monotonic() - started, 3)}))
+        day_rows, day_bad = preprocess_day(spec, files, args.out / f"day={day}", vocabularies)
+        rows, bad = rows + day_rows, bad + day_bad
+        save_vocabularies(args.out / "vocab.npz", list(spec.categorical), vocabularies)
+    print(json.dumps({"rows": rows, "bad_rows": bad, "seconds": round(time.monotonic() - started, 3),
+                      "vocabulary_size": sum(len(v) for v in vocabularies)}))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-"""`make bench-preprocess`: the Spark preprocessing job against a single-process DLRM-style baseline.
+"""`make bench-preprocess`: the Spark preprocessing job against its two single-process references.
 
-Generates N days (default 5 x 1M rows) once under var/bench/data, then in one run times:
-  - spark:          one spark-submit of recdp/jobs/preprocess.py over all N days (local[*]),
-  - spark_one_day:  the same job over the first day only (does peak memory grow with rows?),
-  - baseline:       scripts/baseline_preprocess.py over all N days (line-by-line parse, dict categorify).
-Peak memory is the largest resident set of each process tree, sampled every 100 ms.
-Writes var/bench/preprocess.json and prints the ratios.
+Data: generated Criteo-format days (recdp.synth, seed 7) at full Criteo cardinalities by default (up to 10M
+distinct values a column, Zipf; frequency threshold 2 as the spec says). In one run, on the same rows:
+  - spark:     one spark-submit of the job over all N days (local[*], JVM start included), shipped as the DAG
+               ships it, from empty processed/ and vocab/ folders;
+  - baseline:  scripts/baseline_preprocess.py, DLRM-style line by line, doing the same work (the same parse
+               rules, hex to int, a vocabulary persisted across days);
+  - limit:     scripts/limit_preprocess.py, the same work in one process with pyarrow and numpy (no Parquet,
+               no persistent vocabulary, a whole day in memory): how fast the work can go here.
+The outputs are compared (row counts, vocabulary sizes). Then, for memory against rows, the job alone on one
+day of --rows and on one day of --big-day-rows; and for cost against history, --small-days days of
+--small-rows rows in one submit, with the time of each day from its stats.json.
+Peak memory is the largest resident set of each process tree (JVM and Python workers), sampled every 100 ms.
+Writes docs/benchmarks/preprocess.json and prints the ratios.
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
+from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
 FIRST_DAY = dt.date(2026, 2, 1)
+BIG_DAY = dt.date(2026, 1, 1)
+FIRST_SMALL_DAY = dt.date(2025, 6, 1)
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -44,10 +54,10 @@ def tree_rss(process: psutil.Process) -> int:
 
 
 def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
-    """Run a command; return wall seconds and the peak RSS of its process tree."""
+    """Run a command; return wall seconds, the peak RSS of its process tree and its last stdout line."""
     started = time.monotonic()
     with open(log_path, "w") as log:
-        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, cwd=PROJECT_ROOT, text=True)
         process, peak, done = psutil.Process(child.pid), 0, threading.Event()
 
         def sample() -> None:
@@ -58,69 +68,138 @@ def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        code = child.wait()
+        output, _ = child.communicate()
         done.set()
         sampler.join()
-    if code != 0:
-        raise SystemExit(f"{' '.join(command[:3])} ... failed with exit code {code}; see {log_path}")
-    return {"seconds": round(time.monotonic() - started, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+    log_path.with_suffix(".out").write_text(output)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} ... failed with exit code {child.returncode}; see {log_path}")
+    lines = output.strip().splitlines()
+    return {"seconds": round(time.monotonic() - started, 2), "peak_rss_mb": round(peak / 2**20, 1),
+            "last_line": lines[-1] if lines else ""}
+
+
+def fresh_outputs(data: DataRoot) -> None:
+    for area in ("processed", "vocab"):
+        shutil.rmtree(data.root / area, ignore_errors=True)
+
+
+def spark_run(spec, data: DataRoot, days: list[dt.date], work: Path, name: str) -> dict:
+    fresh_outputs(data)
+    # The venv's bin first (spark-submit finds Spark through its python3), and its Python for the workers.
+    env = {**os.environ, "RECSYS_DATA": str(data.root), "PYSPARK_PYTHON": sys.executable,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = timed(spark_submit_preprocess(spec, days), env, work / f"{name}.log")
+    stats = [json.loads((data.processed(spec.name, day) / "stats.json").read_text()) for day in days]
+    result.pop("last_line")
+    return {**result, "rows": sum(s["rows_read"] for s in stats), "well_formed_rows": sum(s["rows"] for s in stats),
+            "vocabulary_size": sum(v["vocab_size"] - 2 for v in stats[-1]["categorical"].values()),
+            "day_seconds": [s["seconds"] for s in stats]}
+
+
+def script_run(script: str, data: DataRoot, days: list[dt.date], work: Path) -> dict:
+    out = work / f"{script}_out"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, str(PROJECT_ROOT / "scripts" / f"{script}_preprocess.py"), "--data", str(data.root),
+               "--out", str(out), *[x for day in days for x in ("--day", day.isoformat())]]
+    result = timed(command, dict(os.environ), work / f"{script}.log")
+    summary = json.loads(result.pop("last_line"))
+    shutil.rmtree(out, ignore_errors=True)
+    return {**result, "rows": summary["rows"] + summary["bad_rows"], "well_formed_rows": summary["rows"],
+            "vocabulary_size": summary["vocabulary_size"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=5)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench")
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--big-day-rows", type=int, default=20_000_000, help="0 skips the memory-against-rows run")
+    parser.add_argument("--small-days", type=int, default=100, help="0 skips the cost-against-history run")
+    parser.add_argument("--small-rows", type=int, default=500)
+    parser.add_argument("--cardinality-scale", type=float, default=1.0, help="1.0: Criteo's full cardinalities")
+    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "var" / "bench" / "preprocess")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     spec = load_spec("criteo")
+    args.work.mkdir(parents=True, exist_ok=True)
     data = DataRoot((args.work / "data").resolve())
     days = [FIRST_DAY + dt.timedelta(days=i) for i in range(args.days)]
     for day in days:
-        ensure_generated(spec, data, day, args.rows)
-    env = {**os.environ, "RECSYS_DATA": str(data.root)}
-    day_args = [x for day in days for x in ("--day", day.isoformat())]
+        ensure_generated(spec, data, day, args.rows, args.cardinality_scale)
+    print(f"{args.days} days x {args.rows:,} rows at cardinality scale {args.cardinality_scale}", flush=True)
 
-    def fresh_outputs() -> None:
-        for area in ("processed", "vocab"):
-            shutil.rmtree(data.root / area, ignore_errors=True)
-
-    rows = args.days * args.rows
-    results = {}
-    fresh_outputs()
-    print(f"spark: {args.days} days x {args.rows} rows ...", flush=True)
-    results["spark"] = {"rows": rows, **timed(spark_submit_preprocess(spec, days), env, args.work / "spark.log")}
-    fresh_outputs()
-    print("spark, first day only ...", flush=True)
-    results["spark_one_day"] = {"rows": args.rows,
-                                **timed(spark_submit_preprocess(spec, days[:1]), env,
-                                        args.work / "spark_one_day.log")}
+    arms = {}
+    print("spark ...", flush=True)
+    arms["spark"] = spark_run(spec, data, days, args.work, "spark")
     print("baseline ...", flush=True)
-    baseline_out = args.work / "baseline_out"
-    results["baseline"] = {"rows": rows, **timed(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "baseline_preprocess.py"), "--data", str(data.root),
-         "--out", str(baseline_out), *day_args], env, args.work / "baseline.log")}
-    shutil.rmtree(baseline_out, ignore_errors=True)
-    for result in results.values():
+    arms["baseline"] = script_run("baseline", data, days, args.work)
+    print("limit ...", flush=True)
+    arms["limit"] = script_run("limit", data, days, args.work)
+    for result in arms.values():
         result["rows_per_second"] = round(result["rows"] / result["seconds"], 1)
+    same_rows = len({a["well_formed_rows"] for a in arms.values()}) == 1
+    same_vocabulary = len({a["vocabulary_size"] for a in arms.values()}) == 1
+
+    memory = {}
+    if args.big_day_rows:
+        big = DataRoot((args.work / "big").resolve())
+        print(f"generating one day of {args.big_day_rows:,} rows ...", flush=True)
+        ensure_generated(spec, big, BIG_DAY, args.big_day_rows, args.cardinality_scale)
+        print("spark, one day of --rows ...", flush=True)
+        memory["small_day"] = spark_run(spec, data, days[:1], args.work, "spark_small_day")
+        print("spark, one big day ...", flush=True)
+        memory["big_day"] = spark_run(spec, big, [BIG_DAY], args.work, "spark_big_day")
+        for result in memory.values():
+            result["rows_per_second"] = round(result["rows"] / result["seconds"], 1)
+        memory["peak_memory_ratio_big_vs_small"] = round(memory["big_day"]["peak_rss_mb"]
+                                                         / memory["small_day"]["peak_rss_mb"], 2)
+
+    history = {}
+    if args.small_days:
+        small = DataRoot((args.work / "small").resolve())
+        small_days = [FIRST_SMALL_DAY + dt.timedelta(days=i) for i in range(args.small_days)]
+        for day in small_days:
+            ensure_generated(spec, small, day, args.small_rows, args.cardinality_scale)
+        print(f"spark, {args.small_days} days of {args.small_rows} rows in one submit ...", flush=True)
+        run = spark_run(spec, small, small_days, args.work, "spark_small_days")
+        tenth = max(1, args.small_days // 10)
+        # The first day also pays the Python workers' start and the JIT's warm-up: it is left out.
+        first, last = run["day_seconds"][1:tenth + 1], run["day_seconds"][-tenth:]
+        history = {"days": args.small_days, "rows_per_day": args.small_rows, "seconds": run["seconds"],
+                   "peak_rss_mb": run["peak_rss_mb"], "day_seconds": run["day_seconds"],
+                   "first_tenth_mean_day_seconds_after_day_1": round(sum(first) / len(first), 3),
+                   "last_tenth_mean_day_seconds": round(sum(last) / len(last), 3)}
+
     report = {
-        "benchmark": "preprocess",
-        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
-        "days": args.days,
-        "rows_per_day": args.rows,
-        **results,
-        "speedup_rows_per_second": round(results["spark"]["rows_per_second"]
-                                         / results["baseline"]["rows_per_second"], 2),
-        "spark_peak_memory_growth_n_days_vs_one": round(results["spark"]["peak_rss_mb"]
-                                                        / results["spark_one_day"]["peak_rss_mb"], 2),
+        "days": args.days, "rows_per_day": args.rows, **arms,
+        "outputs_agree": {"well_formed_rows": same_rows, "vocabulary_size": same_vocabulary,
+                          "splits": "differ by design: the job hashes the line with xxhash64, the baseline with "
+                                    "CRC32, the limit line the row position"},
+        "spark_vs_baseline_rows_per_second": round(arms["spark"]["rows_per_second"]
+                                                   / arms["baseline"]["rows_per_second"], 2),
+        "spark_vs_limit_rows_per_second": round(arms["spark"]["rows_per_second"]
+                                                / arms["limit"]["rows_per_second"], 2),
+        "memory_against_rows": memory, "cost_against_history": history,
     }
-    out = args.work / "preprocess.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\n{'run':<15}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'peak MB':>10}")
-    for name, result in results.items():
-        print(f"{name:<15}{result['rows']:>12}{result['seconds']:>10}{result['rows_per_second']:>12}"
-              f"{result['peak_rss_mb']:>10}")
-    print(f"\nspark / baseline rows per second: {report['speedup_rows_per_second']}x; "
-          f"spark peak memory, {args.days} days vs 1 day: {report['spark_peak_memory_growth_n_days_vs_one']}x")
+    out = write_report("preprocess", report, {
+        "generator": "recdp.synth, criteo spec, seed 7", "cardinality_scale": args.cardinality_scale,
+        "rows": args.days * args.rows, "big_day_rows": args.big_day_rows,
+        "small_days": args.small_days, "small_rows": args.small_rows}, args.out)
+
+    print(f"\n{'arm':<10}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'peak MB':>10}{'vocabulary':>12}")
+    for name, result in arms.items():
+        print(f"{name:<10}{result['rows']:>12,}{result['seconds']:>10}{result['rows_per_second']:>12,.0f}"
+              f"{result['peak_rss_mb']:>10,.0f}{result['vocabulary_size']:>12,}")
+    print(f"\nspark / baseline rows per second: {report['spark_vs_baseline_rows_per_second']}x (target 10x); "
+          f"spark / limit: {report['spark_vs_limit_rows_per_second']}x (target 0.5x); outputs agree: "
+          f"rows {same_rows}, vocabulary {same_vocabulary}")
+    if memory:
+        print(f"spark peak memory, {memory['big_day']['rows']:,} rows vs {memory['small_day']['rows']:,}: "
+              f"{memory['peak_memory_ratio_big_vs_small']}x (target at most 1.2x)")
+    if history:
+        print(f"{history['days']} days of {history['rows_per_day']} rows in one submit: {history['seconds']} s "
+              f"(target under 60 s); mean day {history['first_tenth_mean_day_seconds_after_day_1']} s in the first tenth (after day 1), "
+              f"{history['last_tenth_mean_day_seconds']} s in the last")
     print(f"wrote {out}")
 
 
