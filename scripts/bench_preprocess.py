@@ -198,7 +198,8 @@ def main() -> None:
               f"{memory['peak_memory_ratio_big_vs_small']}x (target at most 1.2x)")
     if history:
         print(f"{history['days']} days of {history['rows_per_day']} rows in one submit: {history['seconds']} s "
-              f"(target under 60 s); mean day {history['first_tenth_mean_day_seconds_after_day_1']} s in the first tenth (after day 1), "
+              f"(target under 60 s); mean day {history['first_tenth_mean_day_seconds_after_day_1']} s in the first "
+              f"tenth (after day 1), "
               f"{history['last_tenth_mean_day_seconds']} s in the last")
     print(f"wrote {out}")
 

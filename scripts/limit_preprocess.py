@@ -25,12 +25,12 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recdp.ids import FIRST_VALUE_ID  # noqa: E402
-from recdp.ops import VocabularyLookup, dense_features, hex_codes  # noqa: E402
-from recdp.parse import keep_well_formed, read_delimited  # noqa: E402
-from recdp.rawread import partition_files  # noqa: E402
-from recdp.spec import load_spec  # noqa: E402
-from recdp.storage import DataRoot, parse_day  # noqa: E402
+from recdp.ids import FIRST_VALUE_ID
+from recdp.ops import VocabularyLookup, dense_features, hex_codes
+from recdp.parse import keep_well_formed, read_delimited
+from recdp.rawread import partition_files
+from recdp.spec import load_spec
+from recdp.storage import DataRoot, parse_day
 
 
 def _mixed(positions: np.ndarray, seed: int) -> np.ndarray:
