@@ -4,7 +4,9 @@
       model.ts      the model, TorchScript (torch.jit.load; no project code needed)
       vocab.npz     per categorical column: sorted keys and their ids (the champion's vocabulary version)
       bundle.json   the dataset's raw format and transforms, the registry version and its lineage
-      score.py      BundleScorer (sda/scoring.py): raw lines -> click probabilities, numpy and torch only
+      score.py      BundleScorer (sda/scoring.py): raw lines -> click probabilities
+      recdp.zip     the recdp package: the parser and ops of the Spark job, which score.py imports
+      spec.yaml     the dataset spec (columns, raw format, parse rules)
 
 The bundle is built in a staging directory and renamed into place: a reader never sees half of one.
 """
@@ -20,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+import yaml
 
+from recdp.jobs.package import job_archive
 from recdp.spec import DatasetSpec
 from recdp.storage import staged_directory
 from recdp.vocab import VocabularyStore
@@ -72,4 +76,6 @@ def export_champion(registry: Registry, spec: DatasetSpec, vocab_root: Path, des
         }
         (staging / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         shutil.copyfile(SCORER, staging / "score.py")
+        shutil.copyfile(job_archive(Path(tmp)), staging / "recdp.zip")
+        (staging / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     return Path(destination)

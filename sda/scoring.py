@@ -1,85 +1,86 @@
 """Score raw rows of a dataset with an exported champion bundle (`sda export`).
 
-Self-contained on purpose: it needs numpy and torch only, and is copied into each bundle as score.py, so a
-serving process can score without this project, Spark or MLflow:
+Copied into each bundle as score.py, beside the bundle's copy of the `recdp` package (recdp.zip) and the
+dataset's spec (spec.yaml), so a serving process scores without this project, Spark or MLflow (it needs
+numpy, torch, pyarrow, pydantic and PyYAML):
 
     from score import BundleScorer
     probabilities = BundleScorer("bundle/").score(open("part-00000").read().splitlines())
 
-It applies the preprocessing of recdp's Spark job row by row: split on the delimiter; missing dense values
-become 0, negatives 0, then log1p; categorical values (hex strings as 64-bit ints when the dataset has
-them) map through the champion's vocabulary: missing -> 0, unknown -> 1.
+It parses and transforms rows with the very functions of recdp's Spark job (recdp.parse, recdp.ops): the
+spec's parse rules; missing dense values become 0, negatives 0, then log1p; categorical values (hex strings
+as 64-bit ints when the dataset has them) map through the champion's vocabulary: missing -> 0, unknown -> 1.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-import torch
+_ARCHIVE = Path(__file__).resolve().with_name("recdp.zip")
+if _ARCHIVE.is_file() and str(_ARCHIVE) not in sys.path:
+    sys.path.insert(0, str(_ARCHIVE))  # the bundle's own recdp, the one its model was trained with
 
-MISSING_ID, OOV_ID = 0, 1
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import torch  # noqa: E402
+
+from recdp.ops import VocabularyLookup, dense_features, hex_codes  # noqa: E402
+from recdp.parse import parse_lines  # noqa: E402
+from recdp.spec import load_spec  # noqa: E402
 
 
 class BundleScorer:
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
         self.meta = json.loads((folder / "bundle.json").read_text())
+        self.spec = load_spec(folder / "spec.yaml")
         self.model = torch.jit.load(str(folder / "model.ts"), map_location="cpu").eval()
         with np.load(folder / "vocab.npz", allow_pickle=False) as vocab:
-            self.vocab = {c: (vocab[f"{c}__keys"], vocab[f"{c}__ids"]) for c in self.meta["categorical"]}
-        self.dense_pattern = re.compile(self.meta["dense_pattern"])
+            self.lookups = {c: VocabularyLookup(vocab[f"{c}__keys"], vocab[f"{c}__ids"])
+                            for c in self.spec.categorical}
+
+    def _with_label(self, lines: Iterable[str]) -> tuple[list[str], list[int]]:
+        """The non-empty lines, each with a label field (a placeholder where serving rows have none), and their
+        line numbers. A line with any other field count is refused."""
+        spec = self.spec
+        names = list(spec.raw_columns)
+        label_at, header = names.index(spec.label), spec.raw.delimiter.join(names)
+        kept, numbers = [], []
+        for number, line in enumerate(lines, 1):
+            line = line.rstrip("\r\n")
+            if not line or (spec.raw.header and line == header):
+                continue
+            fields = line.split(spec.raw.delimiter)
+            if len(fields) == len(names) - 1:
+                fields.insert(label_at, "0")
+            elif len(fields) != len(names):
+                raise ValueError(f"line {number}: {len(fields)} fields, expected {len(names)} "
+                                 f"(or {len(names) - 1} without the label)")
+            kept.append(spec.raw.delimiter.join(fields))
+            numbers.append(number)
+        return kept, numbers
 
     def features(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """(dense float32 [n, d], categorical ids int64 [n, k]) of raw lines, with or without the label."""
-        meta = self.meta
-        with_label = list(meta["raw_columns"])
-        without_label = [c for c in with_label if c != meta["label"]]
-        header = meta["delimiter"].join(with_label)
-        dense_rows, cat_values = [], {c: [] for c in meta["categorical"]}
-        for number, line in enumerate(lines, 1):
-            line = line.rstrip("\r\n")
-            if not line or (meta["header"] and line == header):
-                continue
-            fields = line.split(meta["delimiter"])
-            if len(fields) == len(with_label):
-                names = with_label
-            elif len(fields) == len(without_label):
-                names = without_label
-            else:
-                raise ValueError(f"line {number}: {len(fields)} fields, expected {len(with_label)} "
-                                 f"(or {len(without_label)} without the label)")
-            row = dict(zip(names, fields, strict=True))
-            dense = []
-            for name in meta["dense"]:
-                raw = row[name]
-                if raw and not self.dense_pattern.fullmatch(raw):
-                    raise ValueError(f"line {number}: {name}={raw!r} is not a number")
-                dense.append(float(raw) if raw else 0.0)
-            dense_rows.append(dense)
-            for name in meta["categorical"]:
-                cat_values[name].append(row[name])
-        dense = np.log1p(np.clip(np.asarray(dense_rows, dtype=np.float64).reshape(-1, len(meta["dense"])), 0, None))
-        ids = np.stack([self._ids(name, cat_values[name]) for name in meta["categorical"]], axis=1) \
-            if meta["categorical"] else np.zeros((len(dense_rows), 0), dtype=np.int64)
-        return dense.astype(np.float32), ids.astype(np.int64)
-
-    def _ids(self, column: str, values: list[str]) -> np.ndarray:
-        keys, ids = self.vocab[column]
-        if self.meta["hex_categoricals"]:
-            codes = np.array([_hex(v) for v in values], dtype=np.int64)
-        else:  # Python strings: a fixed-width array would cut longer values down to a known key
-            keys, codes = keys.astype(object), np.array(values, dtype=object)
-        result = np.full(len(values), OOV_ID, dtype=np.int64)
-        if len(keys):
-            where = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)
-            found = keys[where] == codes
-            result[found] = ids[where[found]]
-        result[np.array([v == "" for v in values], dtype=bool)] = MISSING_ID
-        return result
+        spec = self.spec
+        kept, numbers = self._with_label(lines)
+        parsed = parse_lines(spec, pa.array(kept, pa.string()), carry=pa.array(range(len(kept)), pa.int64()))
+        if parsed.malformed:
+            good = {int(i) for i in parsed.table["_carry"].to_pylist()}
+            bad = [numbers[i] for i in range(len(kept)) if i not in good]
+            raise ValueError(f"line {bad[0]}: the label or a dense field does not match {spec.name}'s parse rules"
+                             f" ({len(bad)} such lines)")
+        table = parsed.table
+        dense = dense_features(table, list(spec.dense)).astype(np.float32)
+        columns = []
+        for name in spec.categorical:
+            keys = hex_codes(table[name]) if spec.preprocess.hex_categoricals else table[name].combine_chunks()
+            columns.append(self.lookups[name].ids(keys).astype(np.int64))
+        ids = np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0), dtype=np.int64)
+        return dense, ids
 
     @torch.no_grad()
     def score(self, lines: Iterable[str]) -> np.ndarray:
@@ -88,11 +89,3 @@ class BundleScorer:
         if len(dense) == 0:
             return np.zeros(0)
         return torch.sigmoid(self.model(torch.from_numpy(dense), torch.from_numpy(ids))).numpy().astype(np.float64)
-
-
-HEX = re.compile(r"[0-9a-fA-F]{1,15}")
-
-
-def _hex(value: str) -> int:
-    """recdp's HexToInt: 1 to 15 hex digits as an int; anything else -1 (never in a vocabulary)."""
-    return int(value, 16) if HEX.fullmatch(value) else -1

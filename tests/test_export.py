@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -46,9 +47,10 @@ def test_the_exported_champion_scores_the_200_real_rows(spark, criteo, data_root
                                 "run-export")
     registry.switch(version, "first model", expected=None)
     bundle = export_champion(registry, criteo, data_root.vocab("criteo"), tmp_path / "bundle")
-    assert sorted(p.name for p in bundle.iterdir()) == ["bundle.json", "model.ts", "score.py", "vocab.npz"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["bundle.json", "model.ts", "recdp.zip", "score.py", "spec.yaml",
+                                                         "vocab.npz"]
 
-    # Move the bundle away from everything else: it scores with numpy and torch alone.
+    # Move the bundle away from everything else: it scores with what it holds.
     moved = shutil.move(str(bundle), str(tmp_path / "elsewhere"))
     scorer = load_scorer(Path(moved))
     lines = raw.read_text().splitlines()
@@ -72,12 +74,14 @@ def test_the_exported_champion_scores_the_200_real_rows(spark, criteo, data_root
     np.testing.assert_allclose(scorer.score(unlabelled), scores, rtol=1e-6)
     with pytest.raises(ValueError, match="line 2: 3 fields"):
         scorer.score([lines[0], "1\t2\t3"])
+    not_a_number = lines[1].split("\t")
+    not_a_number[3] = "x"
+    with pytest.raises(ValueError, match="line 3: the label or a dense field"):
+        scorer.score([lines[0], "", "\t".join(not_a_number)])
 
 
 def test_unknown_strings_are_not_cut_down_to_a_known_key():
-    from sda.scoring import BundleScorer
+    from recdp.ops import VocabularyLookup
 
-    scorer = BundleScorer.__new__(BundleScorer)  # the lookup alone, on a string vocabulary
-    scorer.meta = {"hex_categoricals": False}
-    scorer.vocab = {"c": (np.array(["ab", "abc"]), np.array([2, 3]))}
-    assert list(scorer._ids("c", ["abc", "abcdef", "ab", "", "zz"])) == [3, 1, 2, 0, 1]
+    lookup = VocabularyLookup(np.array(["ab", "abc"]), np.array([2, 3]))  # a bundle's string vocabulary
+    assert list(lookup.ids(pa.array(["abc", "abcdef", "ab", None, "zz"]))) == [3, 1, 2, 0, 1]

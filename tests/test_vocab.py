@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
+from recdp.ids import MISSING_ID, OOV_ID
 from recdp.vocab import VocabularyStore
 
 pytestmark = pytest.mark.spark
@@ -67,3 +70,32 @@ def test_day_without_new_values_makes_no_version(spark, tmp_path):
     same = store.resolve(spark, frame(spark, PARTITION_A[:2]), DAY_B, freq_threshold=1)
     assert same.version == v1.version
     assert sorted(p.name for p in (tmp_path / "vocab").glob("v*")) == ["v00001"]
+
+
+def test_a_ten_million_value_column_and_snapshots_that_stand_for_older_versions(spark, tmp_path):
+    """Counting and id assignment at Criteo's largest cardinality (10M distinct values in one column). A
+    version's vocabulary is read from the newest snapshot, restricted to its ids, so pruned snapshots lose
+    nothing, and a day reads one file per column however long the history."""
+    store = VocabularyStore(tmp_path / "vocab", ["c"], "bigint")
+    wide = spark.range(10_000_000).selectExpr("id * 7 as c")  # 10M distinct values, each seen once
+    first = store.resolve(spark, wide, DAY_A, freq_threshold=1)
+    assert first.table_sizes == {"c": 10_000_002}
+    column = first.column_table("c")
+    assert column.num_rows == 10_000_000
+    ids = np.sort(column["id"].to_numpy())
+    assert ids[0] == 2 and ids[-1] == 10_000_001 and len(np.unique(ids)) == 10_000_000
+    lookup = first.lookup("c")
+    found = lookup.ids(pa.array([0, 7, 69_999_993, 5, None], pa.int64())).tolist()
+    assert min(found[:3]) >= 2 and len(set(found[:3])) == 3 and found[3:] == [OOV_ID, MISSING_ID]
+    # Four more days, each with one new value: older snapshots are pruned, every version still resolves.
+    versions = [first]
+    for offset in range(1, 5):
+        day = DAY_A + dt.timedelta(days=offset)
+        frame = spark.createDataFrame([(-offset,)], "c bigint")
+        versions.append(store.resolve(spark, frame, day, freq_threshold=1))
+    assert [v.version for v in versions] == [1, 2, 3, 4, 5]
+    assert sorted(p.parent.name for p in (tmp_path / "vocab").glob("v*/snapshot")) == ["v00003", "v00004", "v00005"]
+    for version in versions:
+        table = store.version(version.version).column_table("c")
+        assert table.num_rows == 10_000_000 + version.version - 1
+        assert table["id"].to_numpy().max() == version.table_sizes["c"] - 1

@@ -358,5 +358,16 @@ def test_concurrent_runs_extend_one_vocabulary_without_conflicting_ids(spark, tm
         assert set(values["value"]) == set(shared) | {v for vs in days.values() for v in vs}
         assert sorted(values["id"]) == list(range(2, 2 + len(values)))  # dense: no id lost or given twice
     assert sorted(index["days"]) == sorted(d.isoformat() for d in days)
+    # The compacted snapshot of the latest version holds exactly the union of the deltas, and only the newest
+    # snapshots are kept.
+    latest = VocabularyStore(store_root, ["c0", "c1"]).latest()
+    for column in ("c0", "c1"):
+        snapshot = latest.column_table(column).to_pandas()
+        deltas = table[table["column"] == column]
+        assert dict(zip(snapshot["value"], snapshot["id"], strict=True)) == dict(
+            zip(deltas["value"], deltas["id"], strict=True))
+        assert list(snapshot["value"]) == sorted(snapshot["value"])
+    assert len(list(store_root.glob("v*/snapshot"))) == min(3, index["latest"])
     ledger.record("fault", "6 concurrent runs extending one vocabulary", detail=(
-        f"{index['latest']} versions, {len(table)} ids, none duplicated or skipped"))
+        f"{index['latest']} versions, {len(table)} ids, none duplicated or skipped; the latest snapshot equals "
+        "the union of the deltas"))
