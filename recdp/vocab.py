@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recdp.ids import FIRST_VALUE_ID
@@ -188,34 +188,31 @@ class VocabularyStore:
         current = self.latest()
         frequent = counts.where(F.col("count") >= freq_threshold)
         known = current.load(spark, self.key_type).select("column", "value")
-        fresh = frequent.join(known, on=["column", "value"], how="left_anti")
-        next_id = F.create_map(*[x for c in self.columns for x in (F.lit(c), F.lit(current.table_sizes[c]))])
-        ranked = fresh.withColumn(
-            "id",
-            (F.row_number().over(Window.partitionBy("column").orderBy(F.desc("count"), F.asc("value")))
-             - 1 + next_id[F.col("column")]).cast("int"),
-        ).select("column", "value", "id", "count")
+        # Only the day's new frequent values reach the driver, which needs them anyway to merge the snapshot;
+        # they travel through files, so that the JVM never holds them all.
+        fresh = frequent.join(known, on=["column", "value"], how="left_anti").select("column", "value", "count")
         incoming = self.root / f".incoming-{uuid.uuid4().hex}"
         try:
-            ranked.write.parquet(str(incoming))
-            delta = pq.read_table(incoming, columns=["column", "value", "id"])
-            added = dict(zip(*[c.to_pylist() for c in delta.group_by("column").aggregate([("id", "count")])
-                               .select(["column", "id_count"]).columns], strict=True))
-            if not added:
-                log.info("vocabulary: day %s adds no value; using version %d", day, current.version)
-                return current
-            version = current.version + 1
-            sizes = {c: current.table_sizes[c] + added.get(c, 0) for c in self.columns}
-            with staged_directory(self.root / version_dir(version)) as staging:
-                incoming.rename(staging / "values")
-                self._write_snapshot(current, delta, staging / SNAPSHOT)
-                write_json_atomic(staging / "manifest.json", {
-                    "version": version, "parent": current.version, "created_for_day": day.isoformat(),
-                    "freq_threshold": freq_threshold, "added": added, "table_sizes": sizes,
-                    "created_at": dt.datetime.now(dt.UTC).isoformat(),
-                })
+            fresh.write.parquet(str(incoming))
+            delta = _ranked(pq.read_table(incoming), current.table_sizes)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
+        added = {c: n for c, n in zip(*[v.to_pylist() for v in delta.group_by("column").aggregate(
+            [("id", "count")]).select(["column", "id_count"]).columns], strict=True)}
+        if not added:
+            log.info("vocabulary: day %s adds no value; using version %d", day, current.version)
+            return current
+        version = current.version + 1
+        sizes = {c: current.table_sizes[c] + added.get(c, 0) for c in self.columns}
+        with staged_directory(self.root / version_dir(version)) as staging:
+            (staging / "values").mkdir()
+            pq.write_table(delta, staging / "values" / "part-00000.parquet")
+            self._write_snapshot(current, delta, staging / SNAPSHOT)
+            write_json_atomic(staging / "manifest.json", {
+                "version": version, "parent": current.version, "created_for_day": day.isoformat(),
+                "freq_threshold": freq_threshold, "added": added, "table_sizes": sizes,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            })
         log.info("vocabulary: day %s made version %d with %d new values in %.1fs",
                  day, version, sum(added.values()), time.monotonic() - started)
         return VocabVersion(self.root, version, sizes)
@@ -230,6 +227,21 @@ class VocabularyStore:
             names = pa.DictionaryArray.from_arrays(pa.array(np.zeros(merged.num_rows, np.int32)), [column])
             pq.write_table(pa.table({"column": names.cast(pa.string()), "value": merged["value"],
                                      "id": merged["id"]}), directory / f"{column}.parquet")
+
+
+def _ranked(fresh: pa.Table, table_sizes: dict[str, int]) -> pa.Table:
+    """(column, value, id, count): each column's new values get its next ids, most frequent first, ties by
+    value, so that the assignment does not depend on how Spark ordered the rows."""
+    ordered = fresh.sort_by([("column", "ascending"), ("count", "descending"), ("value", "ascending")])
+    ids = np.empty(ordered.num_rows, np.int32)
+    if ordered.num_rows:
+        runs = pc.run_end_encode(ordered["column"].combine_chunks())  # one run per column, as they are sorted
+        first = 0
+        for column, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+            ids[first:end] = table_sizes[column] + np.arange(end - first)
+            first = end
+    return pa.table({"column": ordered["column"], "value": ordered["value"], "id": pa.array(ids, pa.int32()),
+                     "count": ordered["count"]})
 
 
 def count_values(frame: DataFrame, columns: list[str]) -> DataFrame:

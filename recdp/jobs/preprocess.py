@@ -114,7 +114,7 @@ def _count(spark: SparkSession, spec: DatasetSpec, lines: DataFrame) -> tuple[Da
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     counted = (lines.mapInArrow(count_values(spec), count_schema(key_type))
                .groupBy("kind", "column_index", "part", "value").agg(F.sum("count").alias("count"))
-               .persist(StorageLevel.MEMORY_AND_DISK))
+               .persist(StorageLevel.DISK_ONLY))  # as many rows as distinct values: not in the JVM's heap
     split_rows, missing, malformed = {}, dict.fromkeys(spec.dense, 0), 0
     for row in counted.where(F.col("kind") != KIND_VALUE).collect():
         if row["kind"] == KIND_ROWS:
