@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recdp.ids import FIRST_VALUE_ID
+from recdp.ids import FIRST_VALUE_ID, OOV_ID
 from recdp.ops import VocabularyLookup
 from recdp.storage import file_lock, staged_directory, write_json_atomic
 
@@ -143,16 +144,27 @@ class VocabularyStore:
         `frame` holds the day's categorical columns; their values are counted in one aggregation."""
         return self.resolve_counts(spark, count_values(frame, self.columns), day, freq_threshold)
 
-    def resolve_counts(self, spark: SparkSession, counts: DataFrame, day: dt.date,
+    def resolve_counts(self, spark: SparkSession, counts: DataFrame | pa.Table, day: dt.date,
                        freq_threshold: int) -> VocabVersion:
-        """As resolve, from the day's counts already made: a frame (column, value, count)."""
+        """As resolve, from the day's counts already made: (column, value, count), as a Spark frame, or as an
+        Arrow table when the day is small enough for its counts to be resolved on the driver."""
         with _locked(self.root):
             recorded = self.version_for_day(day)
             if recorded is not None:
                 log.info("vocabulary: day %s reuses version %d (rerun)", day, recorded.version)
                 return recorded
             self._ensure_snapshot(self.latest())
-            chosen = self._extend(spark, counts, day, freq_threshold)
+            current = self.latest()
+            started = time.monotonic()
+            if isinstance(counts, pa.Table):
+                fresh = self._fresh_local(counts, current, freq_threshold)
+            else:
+                fresh = self._fresh_spark(spark, counts, current, freq_threshold)
+            chosen = self._publish(current, _ranked(fresh, current.table_sizes), day, freq_threshold)
+            if chosen.version != current.version:
+                log.info("vocabulary: day %s made version %d with %d new values in %.1fs", day, chosen.version,
+                         sum(chosen.table_sizes.values()) - sum(current.table_sizes.values()),
+                         time.monotonic() - started)
             index = self._index()
             index["days"][day.isoformat()] = chosen.version
             index["latest"] = max(index["latest"], chosen.version)
@@ -183,20 +195,35 @@ class VocabularyStore:
             if _version_of(snapshot.parent) <= latest - KEPT_SNAPSHOTS:
                 shutil.rmtree(snapshot, ignore_errors=True)
 
-    def _extend(self, spark: SparkSession, counts: DataFrame, day: dt.date, freq_threshold: int) -> VocabVersion:
-        started = time.monotonic()
-        current = self.latest()
+    def _fresh_spark(self, spark: SparkSession, counts: DataFrame, current: VocabVersion,
+                     freq_threshold: int) -> pa.Table:
+        """The frequent values `current` lacks, found by Spark (an anti-join with its snapshot): (column, value,
+        count). They travel to the driver through files, so that the JVM never holds them all."""
         frequent = counts.where(F.col("count") >= freq_threshold)
         known = current.load(spark, self.key_type).select("column", "value")
-        # Only the day's new frequent values reach the driver, which needs them anyway to merge the snapshot;
-        # they travel through files, so that the JVM never holds them all.
         fresh = frequent.join(known, on=["column", "value"], how="left_anti").select("column", "value", "count")
         incoming = self.root / f".incoming-{uuid.uuid4().hex}"
         try:
             fresh.write.parquet(str(incoming))
-            delta = _ranked(pq.read_table(incoming), current.table_sizes)
+            return pq.read_table(incoming)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
+
+    def _fresh_local(self, counts: pa.Table, current: VocabVersion, freq_threshold: int) -> pa.Table:
+        """As _fresh_spark, on the driver, for a small day's counts (no Spark job: its overhead would dominate)."""
+        frequent = counts.filter(pc.greater_equal(counts["count"], freq_threshold))
+        parts = []
+        for column in self.columns:
+            of_column = frequent.filter(pc.equal(frequent["column"], column))
+            if of_column.num_rows:
+                unknown = current.lookup(column).ids(of_column["value"]) == OOV_ID
+                parts.append(of_column.filter(pa.array(unknown)).select(["column", "value", "count"]))
+        if not parts:
+            return frequent.select(["column", "value", "count"]).slice(0, 0)
+        return pa.concat_tables(parts)
+
+    def _publish(self, current: VocabVersion, delta: pa.Table, day: dt.date, freq_threshold: int) -> VocabVersion:
+        """Version N+1 from version N and the ranked delta: the values, the snapshot, the manifest, at once."""
         added = {c: n for c, n in zip(*[v.to_pylist() for v in delta.group_by("column").aggregate(
             [("id", "count")]).select(["column", "id_count"]).columns], strict=True)}
         if not added:
@@ -213,15 +240,21 @@ class VocabularyStore:
                 "freq_threshold": freq_threshold, "added": added, "table_sizes": sizes,
                 "created_at": dt.datetime.now(dt.UTC).isoformat(),
             })
-        log.info("vocabulary: day %s made version %d with %d new values in %.1fs",
-                 day, version, sum(added.values()), time.monotonic() - started)
         return VocabVersion(self.root, version, sizes)
 
     def _write_snapshot(self, current: VocabVersion, delta: pa.Table, directory: Path) -> None:
         """Version N's snapshot: version N-1's plus the delta, one column at a time (memory: one column)."""
         directory.mkdir()
+        previous = current.snapshot_dir() if current.version else None
         for column in self.columns:
             new = delta.filter(pc.equal(delta["column"], column)).select(["value", "id"])
+            if new.num_rows == 0 and previous is not None and previous.name == SNAPSHOT and \
+                    _version_of(previous.parent) == current.version:
+                try:  # unchanged: the same file, not a copy
+                    os.link(previous / f"{column}.parquet", directory / f"{column}.parquet")
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(previous / f"{column}.parquet", directory / f"{column}.parquet")
+                continue
             old = current.column_table(column).cast(new.schema)
             merged = pa.concat_tables([old, new]).sort_by("value")
             names = pa.DictionaryArray.from_arrays(pa.array(np.zeros(merged.num_rows, np.int32)), [column])

@@ -99,3 +99,17 @@ def test_a_ten_million_value_column_and_snapshots_that_stand_for_older_versions(
         table = store.version(version.version).column_table("c")
         assert table.num_rows == 10_000_000 + version.version - 1
         assert table["id"].to_numpy().max() == version.table_sizes["c"] - 1
+
+
+def test_small_days_resolved_on_the_driver_get_the_ids_spark_gives(spark, tmp_path):
+    """A small day's counts are resolved on the driver (no Spark job); the ids are the same either way."""
+    from recdp.vocab import count_values
+
+    results = {}
+    for where in ("spark", "driver"):
+        store = VocabularyStore(tmp_path / where, ["c", "d"])
+        for day, rows in ((DAY_A, PARTITION_A), (DAY_B, PARTITION_B), (DAY_B + dt.timedelta(days=1), PARTITION_A)):
+            counts = count_values(frame(spark, rows), ["c", "d"])
+            store.resolve_counts(spark, counts if where == "spark" else counts.toArrow(), day, freq_threshold=1)
+        results[where] = (store.latest().version, ids(spark, store, store.latest().version))
+    assert results["driver"] == results["spark"] and results["spark"][0] == 2

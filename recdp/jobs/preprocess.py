@@ -60,6 +60,9 @@ log = logging.getLogger("recdp.preprocess")
 # task's memory stays a few hundred MB whatever the day's size.
 BATCH_ROWS = 65_536
 SPLIT_BUCKETS = 1_000_000
+# A day with at most this many categorical values (rows x columns) has its vocabulary resolved on the driver:
+# at a few MB of counts, Spark's per-job overhead would cost more than the work.
+LOCAL_VOCABULARY_VALUES = 1_000_000
 
 
 class PreprocessError(RuntimeError):
@@ -232,7 +235,10 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
                  counts.rows_read / max(time.monotonic() - started, 1e-9))
         key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
         store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-        vocab = store.resolve_counts(spark, _value_counts(spec, counted), day, spec.preprocess.freq_threshold)
+        value_counts = _value_counts(spec, counted)
+        if counts.rows_read * max(len(spec.categorical), 1) <= LOCAL_VOCABULARY_VALUES:
+            value_counts = value_counts.toArrow()  # a small day: resolved on the driver, no more Spark jobs
+        vocab = store.resolve_counts(spark, value_counts, day, spec.preprocess.freq_threshold)
     finally:
         counted.unpersist()
     log.info("%s day=%s: vocabulary v%d, %d values (%.1fs)", spec.name, day, vocab.version,
