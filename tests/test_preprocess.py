@@ -147,3 +147,28 @@ def test_second_spec_shape_end_to_end(spark, data_root):
     assert shards.header.dense_columns == ["price_cents", "item_age_days", "views_7d"]
     assert shards.cat.shape[1] == 5 and stats["rows"] == 1500
     assert abs(stats["splits"]["train"]["rows"] / 1500 - 0.7) < 0.05
+
+
+def test_a_day_counted_in_spark_gives_what_a_small_day_counted_on_the_driver_gives(spark, criteo, data_root,
+                                                                                    monkeypatch):
+    """Days above SMALL_DAY_BYTES are counted by a Spark aggregation and their vocabulary resolved by a Spark
+    anti-join; smaller days on the driver. The same day through both paths: the same bytes and stats."""
+    import shutil
+
+    import recdp.jobs.preprocess as job
+
+    make_day(criteo, data_root, rows=4000)
+    with open(raw_file(criteo, data_root), "a") as raw:
+        raw.write("".join(f"bad line {n}\n" for n in range(7)))
+    validate_partition(criteo, data_root, DAY)
+    outputs = {}
+    for path, limit in (("driver", job.SMALL_DAY_BYTES), ("spark", 0)):
+        monkeypatch.setattr(job, "SMALL_DAY_BYTES", limit)
+        shutil.rmtree(data_root.processed("criteo", DAY), ignore_errors=True)
+        shutil.rmtree(data_root.vocab("criteo"), ignore_errors=True)
+        stats = process_day(spark, criteo, data_root, DAY)
+        stats.pop("seconds")
+        outputs[path] = (digest(data_root.processed("criteo", DAY) / "shards"), stats)
+    assert outputs["driver"] == outputs["spark"]
+    assert outputs["spark"][1]["bad_rows"] == 7 and outputs["spark"][1]["rows"] == 4000
+    assert outputs["spark"][1]["vocab_version"] == 1

@@ -27,10 +27,14 @@ import datetime as dt
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -60,9 +64,9 @@ log = logging.getLogger("recdp.preprocess")
 # task's memory stays a few hundred MB whatever the day's size.
 BATCH_ROWS = 65_536
 SPLIT_BUCKETS = 1_000_000
-# A day with at most this many categorical values (rows x columns) has its vocabulary resolved on the driver:
-# at a few MB of counts, Spark's per-job overhead would cost more than the work.
-LOCAL_VOCABULARY_VALUES = 1_000_000
+# A day of at most this many raw bytes (about 50k Criteo lines) is counted and its vocabulary resolved on the
+# driver: at a few MB of counts, Spark's per-job overheads would cost more than the work.
+SMALL_DAY_BYTES = 8 << 20
 
 
 class PreprocessError(RuntimeError):
@@ -112,14 +116,9 @@ class DayCounts:
         return [sum(n for (_, code), n in self.split_rows.items() if code == s) for s in range(len(SPLITS))]
 
 
-def _count(spark: SparkSession, spec: DatasetSpec, lines: DataFrame) -> tuple[DataFrame, DayCounts]:
-    """Pass 1: one aggregation of every count the day needs; the value counts stay in Spark (persisted)."""
-    key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
-    counted = (lines.mapInArrow(count_values(spec), count_schema(key_type))
-               .groupBy("kind", "column_index", "part", "value").agg(F.sum("count").alias("count"))
-               .persist(StorageLevel.DISK_ONLY))  # as many rows as distinct values: not in the JVM's heap
+def _counters(spec: DatasetSpec, rows: list[dict]) -> DayCounts:
     split_rows, missing, malformed = {}, dict.fromkeys(spec.dense, 0), 0
-    for row in counted.where(F.col("kind") != KIND_VALUE).collect():
+    for row in rows:
         if row["kind"] == KIND_ROWS:
             split_rows[(row["part"], row["column_index"])] = row["count"]
         elif row["kind"] == KIND_MALFORMED:
@@ -127,13 +126,42 @@ def _count(spark: SparkSession, spec: DatasetSpec, lines: DataFrame) -> tuple[Da
         elif row["kind"] == KIND_MISSING:
             missing[spec.dense[row["column_index"]]] = row["count"]
     well_formed = sum(split_rows.values())
-    return counted, DayCounts(well_formed + malformed, malformed, split_rows, missing)
+    return DayCounts(well_formed + malformed, malformed, split_rows, missing)
 
 
-def _value_counts(spec: DatasetSpec, counted: DataFrame) -> DataFrame:
-    names = F.create_map(*[x for i, c in enumerate(spec.categorical) for x in (F.lit(i), F.lit(c))])
-    return counted.where(F.col("kind") == KIND_VALUE).select(
-        names[F.col("column_index")].alias("column"), "value", "count")
+def _column_names(spec: DatasetSpec) -> F.Column:
+    return F.create_map(*[x for i, c in enumerate(spec.categorical) for x in (F.lit(i), F.lit(c))])
+
+
+@contextmanager
+def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame,
+                small: bool) -> Iterator[tuple[DataFrame | pa.Table, DayCounts]]:
+    """Pass 1: every count the day needs, as (value counts (column, value, count), counters).
+
+    A day is counted by one aggregation in Spark, persisted on disk only (it has a row per distinct value,
+    which the JVM's heap must not hold). A small day's counts are summed on the driver instead, and its value
+    counts come back as an Arrow table, so that the vocabulary is resolved without another Spark job."""
+    key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
+    emitted = lines.mapInArrow(count_values(spec), count_schema(key_type))
+    if small:
+        keys = ["kind", "column_index", "part", "value"]
+        summed = emitted.toArrow().group_by(keys, use_threads=False).aggregate([("count", "sum")])
+        summed = summed.select([*keys, "count_sum"]).rename_columns([*keys, "count"])
+        counters = summed.filter(pc.not_equal(summed["kind"], KIND_VALUE)).to_pylist()
+        values = summed.filter(pc.equal(summed["kind"], KIND_VALUE))
+        names = pa.array(list(spec.categorical), pa.string()).take(values["column_index"])
+        yield pa.table({"column": names, "value": values["value"], "count": values["count"]}), \
+            _counters(spec, counters)
+        return
+    counted = emitted.groupBy("kind", "column_index", "part", "value").agg(F.sum("count").alias("count")) \
+        .persist(StorageLevel.DISK_ONLY)
+    try:
+        counters = [row.asDict() for row in counted.where(F.col("kind") != KIND_VALUE).collect()]
+        values = counted.where(F.col("kind") == KIND_VALUE).select(
+            _column_names(spec)[F.col("column_index")].alias("column"), "value", "count")
+        yield values, _counters(spec, counters)
+    finally:
+        counted.unpersist()
 
 
 @dataclass
@@ -222,8 +250,8 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
     lines = raw_lines(spark, spec, files)
-    counted, counts = _count(spark, spec, lines)
-    try:
+    small = sum(f.stat().st_size for f in files) <= SMALL_DAY_BYTES
+    with counted_day(spark, spec, lines, small) as (value_counts, counts):
         if counts.rows_read == 0:
             raise PreprocessError(f"{spec.name} day={day} has no rows")
         if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
@@ -235,12 +263,7 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
                  counts.rows_read / max(time.monotonic() - started, 1e-9))
         key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
         store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-        value_counts = _value_counts(spec, counted)
-        if counts.rows_read * max(len(spec.categorical), 1) <= LOCAL_VOCABULARY_VALUES:
-            value_counts = value_counts.toArrow()  # a small day: resolved on the driver, no more Spark jobs
         vocab = store.resolve_counts(spark, value_counts, day, spec.preprocess.freq_threshold)
-    finally:
-        counted.unpersist()
     log.info("%s day=%s: vocabulary v%d, %d values (%.1fs)", spec.name, day, vocab.version,
              sum(vocab.table_sizes.values()), time.monotonic() - started)
     with staged_directory(root.processed(spec.name, day)) as staging:
