@@ -17,11 +17,8 @@ same rows land in other splits; the ids, counts and values agree.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -31,9 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recdp.ids import FIRST_VALUE_ID, MISSING_ID, OOV_ID
 from recdp.ops import MAX_HEX_DIGITS, NOT_HEX
-from recdp.rawread import partition_files
-from recdp.spec import load_spec
-from recdp.storage import DataRoot, parse_day
+from scripts.singleprocess import run_days, save_splits
 
 HEX = re.compile(f"[0-9a-fA-F]{{1,{MAX_HEX_DIGITS}}}")
 
@@ -83,13 +78,7 @@ def preprocess_day(spec, files: list[Path], out: Path, vocabularies: list[dict])
                     for row in cat_rows], dtype=np.int32)
     dense = np.log1p(np.clip(np.array(dense_rows, dtype=np.float32), 0, None))
     label = np.array(labels, dtype=np.float32)
-    bucket = np.array(hashes)
-    splits = spec.preprocess.splits
-    edges = (int(splits.train * 1000), int((splits.train + splits.valid) * 1000))
-    out.mkdir(parents=True, exist_ok=True)
-    for name, mask in (("train", bucket < edges[0]), ("valid", (bucket >= edges[0]) & (bucket < edges[1])),
-                       ("test", bucket >= edges[1])):
-        np.savez(out / f"{name}.npz", X_int=dense[mask], X_cat=cat[mask], y=label[mask])
+    save_splits(spec, out, np.array(hashes), dense, cat, label)
     return len(labels), bad
 
 
@@ -102,23 +91,9 @@ def save_vocabularies(path: Path, columns: list[str], vocabularies: list[dict]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", default="criteo")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--day", action="append", required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    spec = load_spec(args.dataset)
-    root = DataRoot(args.data.resolve())
-    started, rows, bad = time.monotonic(), 0, 0
-    vocabularies: list[dict] = [{} for _ in spec.categorical]
-    for day in args.day:
-        files = partition_files(spec, root.raw(spec.name, parse_day(day)))
-        day_rows, day_bad = preprocess_day(spec, files, args.out / f"day={day}", vocabularies)
-        rows, bad = rows + day_rows, bad + day_bad
-        save_vocabularies(args.out / "vocab.npz", list(spec.categorical), vocabularies)
-    print(json.dumps({"rows": rows, "bad_rows": bad, "seconds": round(time.monotonic() - started, 3),
-                      "vocabulary_size": sum(len(v) for v in vocabularies)}))
+    run_days(__doc__.splitlines()[0], preprocess_day, lambda spec: [{} for _ in spec.categorical],
+             lambda vs: sum(len(v) for v in vs),
+             after_day=lambda spec, out, vs: save_vocabularies(out / "vocab.npz", list(spec.categorical), vs))
 
 
 if __name__ == "__main__":

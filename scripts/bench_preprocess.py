@@ -45,7 +45,11 @@ FIRST_SMALL_DAY = dt.date(2025, 6, 1)
 
 def tree_rss(process: psutil.Process) -> int:
     total = 0
-    for member in [process, *process.children(recursive=True)]:
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:  # the process ended between two samples
+        return 0
+    for member in members:
         try:
             total += member.memory_info().rss
         except psutil.Error:

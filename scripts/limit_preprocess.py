@@ -13,10 +13,7 @@ Documented difference from the job: the split is a seeded hash of the row's posi
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recdp.ids import FIRST_VALUE_ID
 from recdp.ops import VocabularyLookup, dense_features, hex_codes
 from recdp.parse import keep_well_formed, read_delimited
-from recdp.rawread import partition_files
-from recdp.spec import load_spec
-from recdp.storage import DataRoot, parse_day
+from scripts.singleprocess import run_days, save_splits
 
 
 def _mixed(positions: np.ndarray, seed: int) -> np.ndarray:
@@ -68,33 +63,17 @@ def preprocess_day(spec, files: list[Path], out: Path, vocabularies: list[dict[s
         vocabularies[j] = {"keys": keys_all[sort], "ids": ids_all[sort]}
         cat[:, j] = VocabularyLookup(vocabularies[j]["keys"], vocabularies[j]["ids"]).ids(keys)
     bucket = _mixed(np.arange(table.num_rows), spec.preprocess.split_seed) % np.uint64(1000)
-    splits = spec.preprocess.splits
-    edges = (int(splits.train * 1000), int((splits.train + splits.valid) * 1000))
-    out.mkdir(parents=True, exist_ok=True)
-    for name, mask in (("train", bucket < edges[0]), ("valid", (bucket >= edges[0]) & (bucket < edges[1])),
-                       ("test", bucket >= edges[1])):
-        np.savez(out / f"{name}.npz", X_int=dense[mask], X_cat=cat[mask], y=label[mask])
+    save_splits(spec, out, bucket, dense, cat, label)
     return table.num_rows, bad
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dataset", default="criteo")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--day", action="append", required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    spec = load_spec(args.dataset)
-    root = DataRoot(args.data.resolve())
+def new_vocabularies(spec) -> list[dict[str, np.ndarray]]:
     key_dtype = np.int64 if spec.preprocess.hex_categoricals else object
-    vocabularies = [{"keys": np.zeros(0, key_dtype), "ids": np.zeros(0, np.int32)} for _ in spec.categorical]
-    started, rows, bad = time.monotonic(), 0, 0
-    for day in args.day:
-        files = partition_files(spec, root.raw(spec.name, parse_day(day)))
-        day_rows, day_bad = preprocess_day(spec, files, args.out / f"day={day}", vocabularies)
-        rows, bad = rows + day_rows, bad + day_bad
-    print(json.dumps({"rows": rows, "bad_rows": bad, "seconds": round(time.monotonic() - started, 3),
-                      "vocabulary_size": sum(len(v["keys"]) for v in vocabularies)}))
+    return [{"keys": np.zeros(0, key_dtype), "ids": np.zeros(0, np.int32)} for _ in spec.categorical]
+
+
+def main() -> None:
+    run_days(__doc__.splitlines()[0], preprocess_day, new_vocabularies, lambda vs: sum(len(v["keys"]) for v in vs))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,21 @@ def test_bench_quality_writes_every_field(tmp_path):
         assert model["status"] == "ok" and {"auc", "gap_to_oracle", "met", "samples_per_second"} <= set(model)
 
 
+@pytest.mark.spark
+def test_bench_preprocess_runs_its_three_arms_and_writes_every_field(tmp_path):
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_preprocess.py"), "--days", "1",
+                    "--rows", "3000", "--big-day-rows", "0", "--small-days", "0", "--work", str(tmp_path),
+                    "--out", str(tmp_path)], check=True, capture_output=True, cwd=PROJECT_ROOT)
+    report = json.loads((tmp_path / "preprocess.json").read_text())
+    assert {"command", "git_commit", "machine"} <= set(report["run"])
+    assert report["data"]["cardinality_scale"] == 1.0 and report["data"]["rows"] == 3000
+    for arm in ("spark", "baseline", "limit"):
+        assert report[arm]["rows"] == 3000 and report[arm]["rows_per_second"] > 0 and report[arm]["peak_rss_mb"] > 0
+    # The three arms keep the same rows and build the same vocabulary.
+    assert report["outputs_agree"]["well_formed_rows"] and report["outputs_agree"]["vocabulary_size"]
+    assert report["spark_vs_baseline_rows_per_second"] > 0 and report["spark_vs_limit_rows_per_second"] > 0
+
+
 def test_calibration_refuses_a_held_out_shape_and_trains_each_grid_point(tmp_path):
     from scripts.calibrate_advisor import calibrate
     from tests.test_retrain import processed_day
