@@ -22,9 +22,24 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 
+from recdp.storage import file_lock
+
 log = logging.getLogger(__name__)
 
 SLOT_TAG = "recsys.slot"
+_READY_SQLITE: set[str] = set()  # SQLite stores this process has opened once under the lock
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Open (create and migrate) a SQLite store under a cross-process lock. MLflow migrates a store's schema
+    when a process first opens it, and two processes doing that at once on a new file (two backfill runs
+    planning together) break each other's migration and leave a store neither can open."""
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(database.with_name(database.name + ".lock")):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,9 @@ class Tracking:
         uri = self.tracking_uri
         if uri.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg 3; the lock ships psycopg2
             uri = "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
+        if uri.startswith("sqlite:///") and uri not in _READY_SQLITE:
+            _create_sqlite_store(uri)
+            _READY_SQLITE.add(uri)
         return MlflowClient(tracking_uri=uri)
 
     def experiment(self, name: str, tags: dict[str, str] | None = None) -> str:

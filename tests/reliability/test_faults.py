@@ -371,3 +371,31 @@ def test_concurrent_runs_extend_one_vocabulary_without_conflicting_ids(spark, tm
     ledger.record("fault", "6 concurrent runs extending one vocabulary", detail=(
         f"{index['latest']} versions, {len(table)} ids, none duplicated or skipped; the latest snapshot equals "
         "the union of the deltas"))
+
+
+# -- Processes opening a new MLflow store together ---------------------------------------------------------
+_OPEN_STORE = """
+import sys, time
+from pathlib import Path
+from sda.tracking import Tracking
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+tracking = Tracking.from_env(Path(sys.argv[1]))
+tracking.experiment("run-" + sys.argv[3])
+print(len(tracking.client.search_experiments()))
+"""
+
+
+def test_processes_opening_a_new_mlflow_store_together_all_succeed(tmp_path, ledger):
+    """Two backfill runs planning at once opened a new SQLite store together; MLflow's schema migration
+    raced and left a store neither could open (seen in the scheduler test). Opening takes a file lock."""
+    store = tmp_path / "mlflow"
+    start = time.time() + 8  # every process has imported MLflow by then, so they open the store together
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    processes = [subprocess.Popen([sys.executable, "-c", _OPEN_STORE, str(store), str(start), str(n)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(4)]
+    results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
+    assert all(code == 0 for _, _, code in results), [err[-2000:] for _, err, code in results if code]
+    names = {e.name for e in Tracking.from_env(store).client.search_experiments()}
+    assert {f"run-{n}" for n in range(4)} <= names
+    ledger.record("fault", "4 processes opening a new MLflow SQLite store at once", detail="all 4 succeed")
