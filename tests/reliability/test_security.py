@@ -221,6 +221,7 @@ def test_malicious_model_files_raise_and_run_nothing(payload_name, tmp_path, led
     bundle = tmp_path / "scoring-bundle"
     bundle.mkdir()
     (bundle / "bundle.json").write_text(json.dumps({"categorical": ["C1"], "dense_pattern": "."}))
+    (bundle / "spec.yaml").write_text(yaml.safe_dump(load_spec("criteo").model_dump(mode="json")))
     for name, build in (("torch.save'd file", torch_saved), ("raw pickle", raw_pickled),
                         ("TorchScript archive with a pickled payload", evil_torchscript)):
         build(bundle / "model.ts", payload)
