@@ -74,6 +74,14 @@ def _present_hex_codes(strings: pa.LargeStringArray) -> np.ndarray:
     return codes
 
 
+def categorical_keys(column: pa.Array | pa.ChunkedArray, hex_values: bool) -> pa.Array:
+    """The keys a vocabulary holds for a categorical column: hex codes (hex_values, as Criteo's), else the
+    strings themselves."""
+    if hex_values:
+        return hex_codes(column)
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 class VocabularyLookup:
     """One column's vocabulary as sorted keys and their ids: a vectorized value -> id map."""
 

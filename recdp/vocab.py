@@ -176,9 +176,8 @@ class VocabularyStore:
         """A store made before snapshots existed gets its latest one from the deltas, once."""
         if version.version == 0 or (self.root / version_dir(version.version) / SNAPSHOT).is_dir():
             return
-        deltas = pq.read_table(version.delta_paths(), columns=["column", "value", "id"]) \
-            if len(version.delta_paths()) == 1 else pa.concat_tables(
-                [pq.read_table(p, columns=["column", "value", "id"]) for p in version.delta_paths()])
+        deltas = pa.concat_tables([pq.read_table(p, columns=["column", "value", "id"])
+                                   for p in version.delta_paths()])
         final = self.root / version_dir(version.version) / SNAPSHOT
         staging = final.with_name(f".{SNAPSHOT}-staging")
         shutil.rmtree(staging, ignore_errors=True)
@@ -257,8 +256,7 @@ class VocabularyStore:
                 continue
             old = current.column_table(column).cast(new.schema)
             merged = pa.concat_tables([old, new]).sort_by("value")
-            names = pa.DictionaryArray.from_arrays(pa.array(np.zeros(merged.num_rows, np.int32)), [column])
-            pq.write_table(pa.table({"column": names.cast(pa.string()), "value": merged["value"],
+            pq.write_table(pa.table({"column": pa.repeat(column, merged.num_rows), "value": merged["value"],
                                      "id": merged["id"]}), directory / f"{column}.parquet")
 
 

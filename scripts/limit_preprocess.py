@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recdp.ids import FIRST_VALUE_ID
-from recdp.ops import VocabularyLookup, dense_features, hex_codes
+from recdp.ops import VocabularyLookup, categorical_keys, dense_features
 from recdp.parse import keep_well_formed, read_delimited
 from scripts.singleprocess import run_days, save_splits
 
@@ -48,7 +48,7 @@ def preprocess_day(spec, files: list[Path], out: Path, vocabularies: list[dict[s
     label = table[spec.label].to_numpy().astype(np.float32)
     cat = np.empty((table.num_rows, len(spec.categorical)), np.int32)
     for j, name in enumerate(spec.categorical):
-        keys = hex_codes(table[name]) if spec.preprocess.hex_categoricals else table[name].combine_chunks()
+        keys = categorical_keys(table[name], spec.preprocess.hex_categoricals)
         counted = pc.value_counts(keys.drop_null())
         values, counts = counted.field("values").to_numpy(zero_copy_only=False), counted.field("counts").to_numpy()
         known = vocabularies[j]

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
 
-from recdp.ops import VocabularyLookup, dense_features, hex_codes  # noqa: E402
+from recdp.ops import VocabularyLookup, categorical_keys, dense_features  # noqa: E402
 from recdp.parse import parse_lines  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
 
@@ -77,7 +77,7 @@ class BundleScorer:
         dense = dense_features(table, list(spec.dense)).astype(np.float32)
         columns = []
         for name in spec.categorical:
-            keys = hex_codes(table[name]) if spec.preprocess.hex_categoricals else table[name].combine_chunks()
+            keys = categorical_keys(table[name], spec.preprocess.hex_categoricals)
             columns.append(self.lookups[name].ids(keys).astype(np.int64))
         ids = np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0), dtype=np.int64)
         return dense, ids

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recdp.ids import FIRST_VALUE_ID, MISSING_ID
-from recdp.ops import VocabularyLookup, dense_features, hex_codes
+from recdp.ops import VocabularyLookup, categorical_keys, dense_features
 from recdp.parse import CARRY, parse_lines
 from recdp.shards import write_shard_rows
 from recdp.spec import DatasetSpec
@@ -49,7 +49,7 @@ STATS_SCHEMA = ("part int, split int, rows long, positives double, dense_sum arr
 
 
 def _keys(spec: DatasetSpec, column: pa.ChunkedArray) -> pa.Array:
-    return hex_codes(column) if spec.preprocess.hex_categoricals else column.combine_chunks()
+    return categorical_keys(column, spec.preprocess.hex_categoricals)
 
 
 def _partition() -> int:
