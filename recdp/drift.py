@@ -1,9 +1,14 @@
-"""Partition profiles and drift between two of them.
+"""Partition profiles and drift between two of them, from bounded sketches filled batch by batch.
 
 Dense columns: population stability index (PSI) over the previous day's quantile bins of log1p(value),
-with "missing" as a bin of its own, so a change in the missing rate counts as drift too.
+with "missing" as a bin of its own, so a change in the missing rate counts as drift too. A profile's edges
+are quantiles of a fixed fine log grid (recdp.sketch.LogHistogram); the new day is binned exactly on the
+baseline's edges while it streams.
 Categorical columns: L-infinity distance between value frequencies (missing included) over the union of
-both days' top-k values, as TensorFlow Data Validation does for its drift comparator.
+both days' top-k values, as TensorFlow Data Validation does for its drift comparator. Top values come from a
+Misra-Gries summary of HEAVY_HITTERS values a column: a share is at most 1 / (HEAVY_HITTERS + 1) short.
+
+Memory is fixed per column whatever the day's rows: no list of values is ever held.
 """
 
 from __future__ import annotations
@@ -12,12 +17,23 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from recdp.sketch import (
+    MISSING_KEY,
+    HeavyHitters,
+    LogHistogram,
+    counts_on_edges,
+    heavy_hitters_of,
+    log_bins,
+    log_values,
+    shares_with_missing,
+)
 from recdp.spec import DatasetSpec
 
-MISSING_KEY = "__missing__"
+__all__ = ["MISSING_KEY", "DriftResult", "DriftTracker", "PartitionProfile", "linf_top_k", "psi"]
+
 EPSILON = 1e-4
+HEAVY_HITTERS = 2048
 
 
 @dataclass
@@ -31,7 +47,6 @@ class DenseProfile:
 @dataclass
 class CategoricalProfile:
     top: dict[str, float]  # value -> share of all rows (missing as MISSING_KEY)
-    distinct: int
 
 
 @dataclass
@@ -48,54 +63,9 @@ class PartitionProfile:
         return cls(
             rows=document["rows"],
             dense={k: DenseProfile(**v) for k, v in document["dense"].items()},
-            categorical={k: CategoricalProfile(**v) for k, v in document["categorical"].items()},
+            # Profiles written before the sketches also held an exact distinct count.
+            categorical={k: CategoricalProfile(top=v["top"]) for k, v in document["categorical"].items()},
         )
-
-
-def _log_values(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
-    values = column.to_numpy(zero_copy_only=False)
-    present = values[~np.isnan(values)]
-    return np.log1p(np.clip(present, 0, None)), values.size - present.size
-
-
-def _dense_shares(log_values: np.ndarray, missing: int, edges: list[float]) -> list[float]:
-    counts = np.bincount(np.searchsorted(np.asarray(edges), log_values, side="right"), minlength=len(edges) + 1)
-    total = max(log_values.size + missing, 1)
-    return [float(c) / total for c in counts] + [missing / total]
-
-
-def _top_shares(column: pa.ChunkedArray, keep: int) -> tuple[dict[str, float], int]:
-    counts = pc.value_counts(column.combine_chunks())
-    values = counts.field("values").to_pylist()
-    numbers = np.asarray(counts.field("counts").to_numpy(), dtype=np.float64)
-    total = max(float(len(column)), 1.0)
-    shares = {(MISSING_KEY if v is None else str(v)): n / total for v, n in zip(values, numbers, strict=True)}
-    top = dict(sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:keep])
-    return top, len(values)
-
-
-def profile_partition(spec: DatasetSpec, table: pa.Table) -> PartitionProfile:
-    """Bins are fixed by this partition's quantiles, so the next partition is compared on the same bins."""
-    dense = {}
-    for name in spec.dense:
-        log_values, missing = _log_values(table[name])
-        if log_values.size:
-            quantiles = np.quantile(log_values, np.linspace(0, 1, spec.drift.bins + 1)[1:-1])
-            edges = sorted({round(float(q), 9) for q in quantiles})
-        else:
-            edges = []
-        dense[name] = DenseProfile(
-            edges=edges,
-            shares=_dense_shares(log_values, missing, edges),
-            mean=float(log_values.mean()) if log_values.size else 0.0,
-            missing_fraction=missing / max(table.num_rows, 1),
-        )
-    # Keep twice top-k so that the next day's top values usually find their previous share here.
-    categorical = {}
-    for name in spec.categorical:
-        top, distinct = _top_shares(table[name], 2 * spec.drift.top_k)
-        categorical[name] = CategoricalProfile(top=top, distinct=distinct)
-    return PartitionProfile(rows=table.num_rows, dense=dense, categorical=categorical)
 
 
 def psi(expected: list[float], actual: list[float]) -> float:
@@ -104,11 +74,12 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def linf_top_k(previous: dict[str, float], current: dict[str, float], top_k: int) -> float:
-    def head(shares: dict[str, float]) -> list[str]:
-        return [k for k, _ in sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:top_k]]
+def _head(shares: dict[str, float], top_k: int) -> list[str]:
+    return [k for k, _ in sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:top_k]]
 
-    keys = set(head(previous)) | set(head(current))
+
+def linf_top_k(previous: dict[str, float], current: dict[str, float], top_k: int) -> float:
+    keys = set(_head(previous, top_k)) | set(_head(current, top_k))
     return max((abs(previous.get(k, 0.0) - current.get(k, 0.0)) for k in keys), default=0.0)
 
 
@@ -124,19 +95,76 @@ class DriftResult:
         return self.value > self.threshold
 
 
-def compare(spec: DatasetSpec, previous: PartitionProfile, table: pa.Table) -> list[DriftResult]:
-    results = []
-    for name in spec.dense:
-        if name not in previous.dense:
-            continue
-        baseline = previous.dense[name]
-        log_values, missing = _log_values(table[name])
-        current = _dense_shares(log_values, missing, baseline.edges)
-        results.append(DriftResult(name, "dense_psi", psi(baseline.shares, current), spec.drift.dense_psi_max))
-    for name in spec.categorical:
-        if name not in previous.categorical:
-            continue
-        current, _ = _top_shares(table[name], spec.drift.top_k)
-        distance = linf_top_k(previous.categorical[name].top, current, spec.drift.top_k)
-        results.append(DriftResult(name, "categorical_linf", distance, spec.drift.categorical_linf_max))
-    return results
+@dataclass
+class BatchDrift:
+    """One batch's share of the sketches."""
+
+    rows: int
+    histograms: dict[str, tuple[np.ndarray, int, float]]  # grid counts, missing, sum of log values
+    on_baseline_edges: dict[str, np.ndarray]
+    top_values: dict[str, pa.Table]
+
+
+class DriftTracker:
+    """A day's profile and its drift from `baseline`, from the day's well-formed batches in one pass."""
+
+    def __init__(self, spec: DatasetSpec, baseline: PartitionProfile | None) -> None:
+        self.spec = spec
+        self.baseline = baseline
+        self.rows = 0
+        self.histograms = {name: LogHistogram() for name in spec.dense}
+        self.baseline_edges = {name: np.asarray(baseline.dense[name].edges, np.float64)
+                               for name in spec.dense if baseline is not None and name in baseline.dense}
+        self.on_baseline_edges = {name: np.zeros(len(edges) + 1, np.int64)
+                                  for name, edges in self.baseline_edges.items()}
+        self.top_values = {name: HeavyHitters(HEAVY_HITTERS) for name in spec.categorical}
+
+    def measure(self, table: pa.Table) -> BatchDrift:
+        """A batch's sketches; reads nothing that `add` changes, so batches can be measured in parallel."""
+        histograms, on_edges = {}, {}
+        for name in self.histograms:
+            logs, missing = log_values(table[name])
+            histograms[name] = (log_bins(logs), missing, float(logs.sum()))
+            if name in self.baseline_edges:
+                on_edges[name] = counts_on_edges(self.baseline_edges[name], logs)
+        tops = {name: heavy_hitters_of(table[name], HEAVY_HITTERS) for name in self.top_values}
+        return BatchDrift(table.num_rows, histograms, on_edges, tops)
+
+    def add(self, batch: BatchDrift) -> None:
+        self.rows += batch.rows
+        for name, (counts, missing, log_sum) in batch.histograms.items():
+            self.histograms[name].add(counts, missing, log_sum)
+        for name, counts in batch.on_baseline_edges.items():
+            self.on_baseline_edges[name] += counts
+        for name, summary in batch.top_values.items():
+            self.top_values[name].add(summary, batch.rows)
+
+    def update(self, table: pa.Table) -> None:
+        self.add(self.measure(table))
+
+    def profile(self) -> PartitionProfile:
+        """Bins are fixed by this day's quantiles, so the next day is compared on the same bins. Twice top-k
+        values are kept, so that the next day's top values usually find their share here."""
+        dense = {}
+        for name, histogram in self.histograms.items():
+            edges = histogram.quantile_edges(self.spec.drift.bins)
+            dense[name] = DenseProfile(edges=edges, shares=histogram.shares(edges), mean=histogram.mean(),
+                                       missing_fraction=histogram.missing / max(self.rows, 1))
+        categorical = {name: CategoricalProfile(top=summary.top(2 * self.spec.drift.top_k))
+                       for name, summary in self.top_values.items()}
+        return PartitionProfile(rows=self.rows, dense=dense, categorical=categorical)
+
+    def drift(self) -> list[DriftResult]:
+        if self.baseline is None:
+            return []
+        rules = self.spec.drift
+        results = []
+        for name, counts in self.on_baseline_edges.items():
+            current = shares_with_missing(counts, self.histograms[name].missing)
+            results.append(DriftResult(name, "dense_psi", psi(self.baseline.dense[name].shares, current),
+                                       rules.dense_psi_max))
+        for name, summary in self.top_values.items():
+            if name in self.baseline.categorical:
+                distance = linf_top_k(self.baseline.categorical[name].top, summary.top(rules.top_k), rules.top_k)
+                results.append(DriftResult(name, "categorical_linf", distance, rules.categorical_linf_max))
+        return results

@@ -7,14 +7,16 @@ U+FFFD into a categorical value, which validation's format check reports. Empty 
 A byte order mark opening a line is ignored: a file saved with one keeps its first row, whether the file is
 read whole (validation) or as lines (Spark's text reader does not drop it).
 
-Validation (recdp.rawread, whole files) and the Spark job (recdp.jobs.preprocess, batches of lines) both
-call `read_delimited` and `keep_well_formed`, so they agree row by row on what is bad.
+Validation (recdp.rawread, files streamed in blocks) and the Spark job (recdp.jobs.preprocess, batches of
+lines) both read with Arrow's CSV reader under the same options and call `keep_well_formed`, so they agree
+row by row on what is bad.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -25,6 +27,7 @@ from recdp.spec import DatasetSpec
 
 MAX_EXAMPLES = 5
 BLOCK_BYTES = 1 << 24
+READ_BYTES = 1 << 22
 # Labels beyond this magnitude are no class: they parse to null, which the label checks refuse.
 LABEL_LIMIT = 2.0**62
 BOM = "\ufeff"
@@ -50,6 +53,29 @@ def full_match(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
+def _csv_options(spec: DatasetSpec, names: Sequence[str], skip_rows: int, use_threads: bool, block_bytes: int,
+                 on_invalid) -> dict:
+    return {
+        "read_options": pacsv.ReadOptions(column_names=list(names), skip_rows=skip_rows, block_size=block_bytes,
+                                          use_threads=use_threads),
+        "convert_options": pacsv.ConvertOptions(column_types={name: pa.string() for name in names},
+                                                null_values=[""], strings_can_be_null=True),
+        "parse_options": pacsv.ParseOptions(delimiter=spec.raw.delimiter, quote_char=False,
+                                            invalid_row_handler=on_invalid),
+    }
+
+
+def _invalid_row_counter(where: str, examples: list[str]):
+    def count_invalid(row: pacsv.InvalidRow) -> str:
+        count_invalid.skipped += 1
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(f"{where}{row.number}: {row.actual_columns} fields, "
+                            f"expected {row.expected_columns}: {row.text[:120]!r}")
+        return "skip"
+    count_invalid.skipped = 0
+    return count_invalid
+
+
 def read_delimited(spec: DatasetSpec, source: bytes | pa.Buffer | str, names: Sequence[str], *, skip_rows: int = 0,
                    where: str = "", examples: list[str] | None = None, use_threads: bool = True,
                    ) -> tuple[pa.Table, int]:
@@ -57,36 +83,79 @@ def read_delimited(spec: DatasetSpec, source: bytes | pa.Buffer | str, names: Se
 
     `source` is a file path or the text itself. Returns (table, lines skipped for their field count).
     `use_threads=False` where the caller is one of several parallel tasks already (a Spark task)."""
-    skipped = 0
     examples = examples if examples is not None else []
-
-    def count_invalid(row: pacsv.InvalidRow) -> str:
-        nonlocal skipped
-        skipped += 1
-        if len(examples) < MAX_EXAMPLES:
-            examples.append(f"{where}{row.number}: {row.actual_columns} fields, "
-                            f"expected {row.expected_columns}: {row.text[:120]!r}")
-        return "skip"
-
-    read_options = pacsv.ReadOptions(column_names=list(names), skip_rows=skip_rows, block_size=BLOCK_BYTES,
-                                     use_threads=use_threads)
-    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in names}, null_values=[""],
-                                   strings_can_be_null=True)
-    parse = pacsv.ParseOptions(delimiter=spec.raw.delimiter, quote_char=False, invalid_row_handler=count_invalid)
     examples_before = len(examples)
+    counter = _invalid_row_counter(where, examples)
+    options = _csv_options(spec, names, skip_rows, use_threads, BLOCK_BYTES, counter)
     try:
-        return pacsv.read_csv(_stream(source), read_options=read_options, parse_options=parse,
-                              convert_options=convert), skipped
+        return pacsv.read_csv(_stream(source), **options), counter.skipped
     except pa.ArrowInvalid:
         # Bytes that are not UTF-8 stop Arrow's reader (its invalid-row handler is not even called): read them
         # as U+FFFD instead, and count again from the start.
-        skipped = 0
         del examples[examples_before:]
+        counter = _invalid_row_counter(where, examples)
+        options = _csv_options(spec, names, skip_rows, use_threads, BLOCK_BYTES, counter)
         try:
-            return pacsv.read_csv(_replaced(source), read_options=read_options, parse_options=parse,
-                                  convert_options=convert), skipped
+            return pacsv.read_csv(_replaced(source), **options), counter.skipped
         except pa.ArrowInvalid as exc:
             raise UnreadableError(f"cannot read {where or 'text'}: {exc}") from exc
+
+
+class _Utf8Replacing(io.RawIOBase):
+    """A binary file whose bytes that are not UTF-8 read as U+FFFD, decoded incrementally (a character split
+    across two reads stays whole). Valid UTF-8 comes out unchanged."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "rb")
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._pending) < size:
+            chunk = self._file.read(READ_BYTES if size < 0 else max(size, READ_BYTES))
+            self._pending += self._decoder.decode(chunk, final=not chunk).encode()
+            if not chunk:
+                break
+        if size < 0:
+            size = len(self._pending)
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def stream_delimited(spec: DatasetSpec, path: str, names: Sequence[str], *, skip_rows: int = 0, where: str = "",
+                     examples: list[str] | None = None, block_bytes: int = BLOCK_BYTES,
+                     ) -> Iterator[tuple[pa.Table, int]]:
+    """`read_delimited` of a file, in batches of about `block_bytes`: yields (table, lines skipped in it for
+    their field count). Memory stays a few blocks whatever the file's size."""
+    examples = examples if examples is not None else []
+    counter = _invalid_row_counter(where, examples)
+    options = _csv_options(spec, names, skip_rows, True, block_bytes, counter)
+    with _Utf8Replacing(path) as source:
+        try:
+            reader = pacsv.open_csv(source, **options)
+        except StopIteration:  # no rows at all past skip_rows
+            return
+        except pa.ArrowInvalid as exc:
+            raise UnreadableError(f"cannot read {where or path}: {exc}") from exc
+        skipped_before = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                raise UnreadableError(f"cannot read {where or path}: {exc}") from exc
+            yield pa.Table.from_batches([batch]), counter.skipped - skipped_before
+            skipped_before = counter.skipped
+        if counter.skipped > skipped_before:
+            yield pa.table({name: pa.array([], pa.string()) for name in names}), counter.skipped - skipped_before
 
 
 def _stream(source: bytes | pa.Buffer | str):
@@ -103,7 +172,7 @@ def _replaced(source: bytes | pa.Buffer | str) -> io.BytesIO:
 
 
 def keep_well_formed(spec: DatasetSpec, raw: pa.Table, examples: list[str] | None = None,
-                     where: str = "row ") -> tuple[pa.Table, int]:
+                     where: str = "row ", first_row: int = 0) -> tuple[pa.Table, int]:
     """The rows whose label and dense fields follow the spec, typed; and how many were dropped.
 
     Columns other than the label and the dense ones pass through as they are."""
@@ -122,7 +191,7 @@ def keep_well_formed(spec: DatasetSpec, raw: pa.Table, examples: list[str] | Non
     if bad and len(examples) < MAX_EXAMPLES:
         for index in pc.indices_nonzero(bad_mask)[: MAX_EXAMPLES - len(examples)].to_pylist():
             row = {c: raw[c][index].as_py() for c in [spec.label, *spec.dense]}
-            examples.append(f"{where}{index}: label or dense field not numeric: {row}")
+            examples.append(f"{where}{first_row + index}: label or dense field not numeric: {row}")
     clean = raw.filter(good) if bad else raw
     columns = {}
     for name in clean.column_names:

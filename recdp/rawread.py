@@ -1,4 +1,4 @@
-"""Read a raw day partition into Arrow for validation, counting malformed lines instead of failing on them.
+"""Stream a raw day partition as Arrow batches for validation, counting malformed lines instead of failing.
 
 The rules for a well-formed line come from the spec and are applied by recdp.parse, which the Spark job
 uses too, so validation and preprocessing agree on what is bad.
@@ -6,13 +6,13 @@ uses too, so validation and preprocessing agree on what is bad.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from recdp.parse import UnreadableError, keep_well_formed, read_delimited
+from recdp.parse import BLOCK_BYTES, UnreadableError, keep_well_formed, stream_delimited
 from recdp.spec import DatasetSpec
 
 
@@ -29,16 +29,43 @@ class PartitionEmptyError(PartitionError):
 
 
 @dataclass
-class RawPartition:
-    table: pa.Table  # well-formed rows: label int64, dense float64, categorical dictionary strings
+class PartitionTally:
+    """What streaming a partition saw besides its well-formed rows."""
+
     columns_in_file: list[str]  # the header's columns for files with a header, else the spec's
-    total_rows: int
-    bad_rows: int
+    total_rows: int = 0
+    bad_rows: int = 0
     bad_examples: list[str] = field(default_factory=list)
 
     @property
     def bad_row_fraction(self) -> float:
         return self.bad_rows / self.total_rows if self.total_rows else 0.0
+
+    @property
+    def valid_rows(self) -> int:
+        return self.total_rows - self.bad_rows
+
+
+@dataclass
+class RawPartition:
+    table: pa.Table  # well-formed rows: label int64, dense float64, categorical strings
+    tally: PartitionTally
+
+    @property
+    def columns_in_file(self) -> list[str]:
+        return self.tally.columns_in_file
+
+    @property
+    def total_rows(self) -> int:
+        return self.tally.total_rows
+
+    @property
+    def bad_rows(self) -> int:
+        return self.tally.bad_rows
+
+    @property
+    def bad_examples(self) -> list[str]:
+        return self.tally.bad_examples
 
 
 def partition_files(spec: DatasetSpec, directory: Path) -> list[Path]:
@@ -54,42 +81,52 @@ def partition_files(spec: DatasetSpec, directory: Path) -> list[Path]:
     return files
 
 
-def _read_file(spec: DatasetSpec, path: Path, bad_examples: list[str]) -> tuple[pa.Table, list[str], int]:
-    if spec.raw.header:
-        with open(path, "rb") as handle:
-            first = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
-        names, skip = first.split(spec.raw.delimiter), 1
-    else:
-        names, skip = list(spec.raw_columns), 0
-    try:
-        table, invalid = read_delimited(spec, str(path), names, skip_rows=skip, where=f"{path.name}:",
-                                        examples=bad_examples)
-    except UnreadableError as exc:
-        raise PartitionError(str(exc)) from exc
-    return table, names, invalid
+def file_columns(spec: DatasetSpec, path: Path) -> list[str]:
+    """The columns of a file: its header's for formats with one, else the spec's."""
+    if not spec.raw.header:
+        return list(spec.raw_columns)
+    with open(path, "rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    return first.split(spec.raw.delimiter)
+
+
+def stream_partition(spec: DatasetSpec, directory: Path, tally: PartitionTally | None = None,
+                     block_bytes: int = BLOCK_BYTES) -> Iterator[pa.Table]:
+    """The partition's well-formed rows in batches (label int64, dense float64, categorical strings),
+    counting every row and every malformed one into `tally`. Memory stays a few blocks whatever the size.
+
+    When a file's header lacks a spec column, no rows are typed: the rows are still counted, and
+    `tally.columns_in_file` names what the file holds, for the schema check to report."""
+    tally = tally if tally is not None else PartitionTally(list(spec.raw_columns))
+    for path in partition_files(spec, directory):
+        names = file_columns(spec, path)
+        if names != tally.columns_in_file and tally.total_rows:
+            raise PartitionError(f"files of {directory} have different columns: {path.name} has {names}")
+        tally.columns_in_file = names
+        schema_ok = all(c in names for c in spec.raw_columns)
+        try:
+            for raw, wrong_count in stream_delimited(spec, str(path), names, skip_rows=int(spec.raw.header),
+                                                     where=f"{path.name}:", examples=tally.bad_examples,
+                                                     block_bytes=block_bytes):
+                tally.total_rows += raw.num_rows + wrong_count
+                tally.bad_rows += wrong_count
+                if not schema_ok or raw.num_rows == 0:
+                    continue
+                clean, bad = keep_well_formed(spec, raw, tally.bad_examples, where=f"{path.name}: row ",
+                                              first_row=tally.total_rows - raw.num_rows - wrong_count)
+                tally.bad_rows += bad
+                yield clean.select(list(spec.raw_columns))
+        except UnreadableError as exc:
+            raise PartitionError(str(exc)) from exc
+    if tally.total_rows == 0:
+        raise PartitionEmptyError(f"partition {directory} has no rows")
 
 
 def read_partition(spec: DatasetSpec, directory: Path) -> RawPartition:
-    bad_examples: list[str] = []
-    tables, invalid_total, columns_in_file = [], 0, list(spec.raw_columns)
-    for path in partition_files(spec, directory):
-        table, names, invalid = _read_file(spec, path, bad_examples)
-        invalid_total += invalid
-        columns_in_file = names
-        tables.append(table)
-    try:
-        raw = pa.concat_tables(tables)
-    except pa.ArrowInvalid as exc:
-        raise PartitionError(f"files of {directory} have different columns: {exc}") from exc
-    total = raw.num_rows + invalid_total
-    if total == 0:
-        raise PartitionEmptyError(f"partition {directory} has no rows")
-    missing_columns = [c for c in spec.raw_columns if c not in raw.column_names]
-    if missing_columns:
-        # A header that does not name the spec's columns: keep what was read so GX reports the mismatch.
-        return RawPartition(raw, columns_in_file, total, invalid_total, bad_examples)
-
-    clean, bad_count = keep_well_formed(spec, raw, bad_examples)
-    columns = {name: pc.dictionary_encode(clean[name]) if name in spec.categorical else clean[name]
-               for name in clean.column_names}
-    return RawPartition(pa.table(columns), columns_in_file, total, invalid_total + bad_count, bad_examples)
+    """The whole partition in memory: for tests and small days (validation streams instead)."""
+    tally = PartitionTally(list(spec.raw_columns))
+    batches = list(stream_partition(spec, directory, tally))
+    types = {spec.label: pa.int64(), **{n: pa.float64() for n in spec.dense}}
+    schema = pa.schema([(name, types.get(name, pa.string())) for name in spec.raw_columns])
+    table = pa.concat_tables(batches) if batches else schema.empty_table()
+    return RawPartition(table, tally)

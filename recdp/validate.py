@@ -1,9 +1,11 @@
 """Validate one raw day partition with Great Expectations, check drift, write the report and Data Docs.
 
 The GX suite is built from the dataset spec (schema, label set, dense ranges, categorical format,
-non-null fractions, row count, positive rate). Malformed lines are counted, and fail the partition only
-above the spec's max_bad_row_fraction. Drift is measured against the newest earlier partition that
-passed. A failing partition is marked in quarantine/ with its report, and ValidationFailed names every
+non-null fractions, row count, positive rate). The partition streams once, in Arrow batches, through the
+parser, the suite's exact metrics and bounded drift sketches; GX judges the metrics and renders Data Docs
+(recdp.gxjudge says why GX does not load the day itself). Malformed lines are counted, and fail the
+partition only above the spec's max_bad_row_fraction. Drift is measured against the newest earlier
+partition that passed. A failing partition is marked in quarantine/ with its report, and ValidationFailed names every
 failed check; nothing else is written outside validation/ and quarantine/.
 
 CLI: python -m recdp.validate --dataset criteo --day 2026-03-01 [--data DIR]
@@ -18,6 +20,8 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,15 +30,20 @@ from typing import Any
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 import great_expectations as gx
+import pyarrow as pa
+from great_expectations.core import ExpectationValidationResult
 
-from recdp.drift import PartitionProfile, compare, profile_partition
-from recdp.rawread import RawPartition, read_partition
+from recdp.drift import BatchDrift, DriftTracker, PartitionProfile
+from recdp.gxjudge import BatchMetrics, StreamedMetrics, judge, render_data_docs, suite_result
+from recdp.progress import Progress
+from recdp.rawread import PartitionTally, stream_partition
 from recdp.spec import DatasetSpec, load_spec
 from recdp.storage import VALIDATION_REPORT, DataRoot, parse_day, staged_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 REPORT = VALIDATION_REPORT
+MEASURE_THREADS = max(2, min(os.cpu_count() or 2, 8))
 
 
 @dataclass
@@ -110,41 +119,36 @@ def build_suite(spec: DatasetSpec) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name=f"{spec.name}_raw_partition", expectations=expectations)
 
 
-def _run_gx(spec: DatasetSpec, partition: RawPartition, docs_dir: Path) -> tuple[list[CheckResult], dict]:
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    context.add_data_docs_site(
-        site_name="partition",
-        site_config={
-            "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        },
-    )
-    asset = context.data_sources.add_pandas(spec.name).add_dataframe_asset("raw_partition")
-    batch = asset.add_batch_definition_whole_dataframe("day")
-    suite = context.suites.add(build_suite(spec))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{spec.name}_partition", data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=f"{spec.name}_checkpoint",
-        validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["partition"])],
-        result_format={"result_format": "SUMMARY"},
-    ))
-    frame = partition.table.to_pandas()
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+def _schema_failure(expectation, columns_in_file: list[str]) -> ExpectationValidationResult:
+    return ExpectationValidationResult(
+        success=False, expectation_config=expectation.configuration,
+        exception_info={"raised_exception": True, "exception_traceback": None,
+                        "exception_message": f"column {expectation.column} is not in the partition's columns "
+                                             f"{columns_in_file}"})
+
+
+def _judge(suite: gx.ExpectationSuite, metrics: StreamedMetrics, schema_ok: bool) -> list[ExpectationValidationResult]:
+    """GX's verdicts; where the file lacks the spec's columns, only the table-level expectations can be
+    judged, and each column expectation fails naming its missing column."""
+    if schema_ok:
+        return metrics.judge_all()
+    return [judge(e, {"table.row_count": metrics.rows, "table.columns": metrics.columns_in_file})
+            if getattr(e, "column", None) is None else _schema_failure(e, metrics.columns_in_file)
+            for e in suite.expectations]
+
+
+def _checks(results: list[ExpectationValidationResult]) -> list[CheckResult]:
     checks = []
-    for run in result.run_results.values():
-        for outcome in run.results:
-            config = outcome.expectation_config
-            details = {k: v for k, v in outcome.result.items()
-                       if k in ("observed_value", "unexpected_count", "unexpected_percent",
-                                "partial_unexpected_list")}
-            kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id")}
-            checks.append(CheckResult(config.type, config.kwargs.get("column"), bool(outcome.success),
-                                      {"expected": kwargs, **details}))
-    return checks, suite.to_json_dict()
+    for outcome in results:
+        config = outcome.expectation_config
+        details = {k: v for k, v in (outcome.result or {}).items()
+                   if k in ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")}
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            details["error"] = outcome.exception_info.get("exception_message")
+        kwargs = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id")}
+        checks.append(CheckResult(config.type, config.kwargs.get("column"), bool(outcome.success),
+                                  {"expected": kwargs, **details}))
+    return checks
 
 
 def _previous_profile(spec: DatasetSpec, root: DataRoot, day: dt.date) -> tuple[str | None, PartitionProfile | None]:
@@ -167,43 +171,71 @@ def _quarantine(root: DataRoot, report: ValidationReport, document: dict) -> Non
 def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date) -> ValidationReport:
     """Validate a partition; return the report when it passes, raise ValidationFailed when it does not.
 
-    Missing and empty partitions raise PartitionMissingError / PartitionEmptyError before anything is
-    written.
+    The partition streams once through the parser, the suite's metrics and the drift sketches, in batches:
+    memory does not grow with its rows. Missing and empty partitions raise PartitionMissingError /
+    PartitionEmptyError before anything is written.
     """
     day = parse_day(day)
     started = time.monotonic()
-    partition = read_partition(spec, root.raw(spec.name, day))
-    log.info("read %s day=%s: %d rows, %d malformed", spec.name, day, partition.total_rows, partition.bad_rows)
+    suite = build_suite(spec)
+    baseline_day, baseline = _previous_profile(spec, root, day)
+    tally = PartitionTally(list(spec.raw_columns))
+    metrics = StreamedMetrics(suite, tally.columns_in_file)
+    drift = DriftTracker(spec, baseline)
+    progress = Progress(log, f"validate {spec.name} day={day}")
+
+    def measure(batch: pa.Table) -> tuple[BatchMetrics, BatchDrift]:
+        return metrics.measure(batch), drift.measure(batch)
+
+    def add(measured: Future) -> None:
+        batch_metrics, batch_drift = measured.result()
+        metrics.add(batch_metrics)
+        drift.add(batch_drift)
+
+    # Batches are measured on a thread pool (Arrow's kernels release the GIL) and added in row order; at most
+    # a few are in flight, so memory stays a few batches.
+    with ThreadPoolExecutor(max_workers=MEASURE_THREADS) as pool:
+        in_flight: deque[Future] = deque()
+        for batch in stream_partition(spec, root.raw(spec.name, day), tally):
+            in_flight.append(pool.submit(measure, batch))
+            while len(in_flight) > MEASURE_THREADS:
+                add(in_flight.popleft())
+            progress.advance(tally.total_rows)
+        while in_flight:
+            add(in_flight.popleft())
+    metrics.columns_in_file = tally.columns_in_file
+    schema_ok = tally.columns_in_file == list(spec.raw_columns)
+    log.info("read %s day=%s: %d rows, %d malformed (%.0f rows/s)", spec.name, day, tally.total_rows,
+             tally.bad_rows, tally.total_rows / max(time.monotonic() - started, 1e-9))
     checks = [CheckResult(
         "malformed_row_fraction_at_most", None,
-        partition.bad_row_fraction <= spec.parse.max_bad_row_fraction,
-        {"observed_value": round(partition.bad_row_fraction, 6), "expected": spec.parse.max_bad_row_fraction,
-         "unexpected_count": partition.bad_rows},
+        tally.bad_row_fraction <= spec.parse.max_bad_row_fraction,
+        {"observed_value": round(tally.bad_row_fraction, 6), "expected": spec.parse.max_bad_row_fraction,
+         "unexpected_count": tally.bad_rows},
     )]
+    results = _judge(suite, metrics, schema_ok)
+    checks += _checks(results)
+    profile = drift.profile() if schema_ok and metrics.rows else None
+    if profile is not None:
+        for finding in drift.drift():
+            checks.append(CheckResult(
+                f"drift_{finding.kind}_at_most", finding.column, not finding.drifted,
+                {"observed_value": round(finding.value, 6), "expected": finding.threshold,
+                 "baseline_day": baseline_day}))
+    status = "passed" if all(c.success for c in checks) else "failed"
     final_dir = root.validation(spec.name, day)
     with staged_directory(final_dir) as staging:
-        gx_checks, suite_document = _run_gx(spec, partition, staging / "data_docs")
-        checks += gx_checks
-        schema_ok = all(c.success for c in gx_checks if c.check == "expect_table_columns_to_match_ordered_list")
-        baseline_day, baseline = _previous_profile(spec, root, day)
-        profile = profile_partition(spec, partition.table) if schema_ok and partition.table.num_rows else None
-        if baseline is not None and profile is not None:
-            for drift in compare(spec, baseline, partition.table):
-                checks.append(CheckResult(
-                    f"drift_{drift.kind}_at_most", drift.column, not drift.drifted,
-                    {"observed_value": round(drift.value, 6), "expected": drift.threshold,
-                     "baseline_day": baseline_day}))
-        status = "passed" if all(c.success for c in checks) else "failed"
+        render_data_docs(suite, suite_result(suite, results, day.isoformat(), f"{spec.name}-{day}"),
+                         day.isoformat(), f"{spec.name}-{day}", staging / "data_docs")
         report = ValidationReport(
-            dataset=spec.name, day=day.isoformat(), status=status, rows_total=partition.total_rows,
-            rows_valid=partition.table.num_rows, bad_rows=partition.bad_rows,
-            bad_row_fraction=partition.bad_row_fraction, bad_row_examples=partition.bad_examples,
-            checks=checks, drift_baseline_day=baseline_day,
+            dataset=spec.name, day=day.isoformat(), status=status, rows_total=tally.total_rows,
+            rows_valid=metrics.rows, bad_rows=tally.bad_rows, bad_row_fraction=tally.bad_row_fraction,
+            bad_row_examples=tally.bad_examples, checks=checks, drift_baseline_day=baseline_day,
             data_docs=str(final_dir / "data_docs" / "index.html"), seconds=round(time.monotonic() - started, 3),
             profile=profile.to_dict() if profile else None,
         )
         document = asdict(report)
-        write_json_atomic(staging / "suite.json", suite_document)
+        write_json_atomic(staging / "suite.json", suite.to_json_dict())
         write_json_atomic(staging / REPORT, document)
     if status == "failed":
         _quarantine(root, report, document)
