@@ -21,7 +21,7 @@ BENCH_ROWS ?= 2000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,9 @@ stress-hpo: venv
 
 bench-preprocess: venv
 	$(BIN)/python scripts/bench_preprocess.py --days $(BENCH_DAYS) --rows $(BENCH_ROWS)
+
+bench-validate: venv
+	$(BIN)/python scripts/bench_validate.py
 
 bench-train: venv
 	$(BIN)/python scripts/bench_train.py --train-rows $(BENCH_TRAIN_ROWS)

@@ -6,6 +6,8 @@ read as U+FFFD, as Spark's text reader reads them: a line holding them then fail
 U+FFFD into a categorical value, which validation's format check reports. Empty fields are missing (null).
 A byte order mark opening a line is ignored: a file saved with one keeps its first row, whether the file is
 read whole (validation) or as lines (Spark's text reader does not drop it).
+Typed records (Parquet) go through the same rules: each value is read as the text it stands for
+(`parse_table`), so a NaN in a dense column is malformed, as the text "nan" would be.
 
 Validation (recdp.rawread, files streamed in blocks) and the Spark job (recdp.jobs.preprocess, batches of
 lines) both read with Arrow's CSV reader under the same options and call `keep_well_formed`, so they agree
@@ -229,3 +231,46 @@ def parse_lines(spec: DatasetSpec, lines: pa.Array, carry: pa.Array | None = Non
         raw, _ = read_delimited(spec, joined.as_buffer(), names, use_threads=False)
     table, bad = keep_well_formed(spec, raw)
     return ParsedRows(table, total, wrong_count + bad)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or (
+        pa.types.is_dictionary(kind) and _is_text(kind.value_type))
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+def type_problems(spec: DatasetSpec, schema: pa.Schema) -> dict[str, str]:
+    """Columns of a typed file (Parquet) whose type the spec's rules cannot read: column -> what it is.
+
+    A label is an integer, a boolean or text; a dense value a number or text; a categorical value text or an
+    integer. Text goes through the same patterns as delimited files."""
+    accepted = {spec.label: lambda k: pa.types.is_integer(k) or pa.types.is_boolean(k) or _is_text(k),
+                **{n: lambda k: _is_number(k) or _is_text(k) for n in spec.dense},
+                **{n: lambda k: pa.types.is_integer(k) or _is_text(k) for n in spec.categorical}}
+    return {name: str(schema.field(name).type) for name, ok in accepted.items()
+            if name in schema.names and not ok(schema.field(name).type)}
+
+
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A typed column as the text the parse rules read: numbers in their shortest exact decimal form (NaN and
+    infinities as "nan"/"inf", which no number pattern accepts), booleans as 0/1, null as missing."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = pc.cast(column, kind.value_type)
+    elif pa.types.is_boolean(kind):
+        column = pc.cast(column, pa.int8())
+    return pc.cast(column, pa.string())
+
+
+def parse_table(spec: DatasetSpec, table: pa.Table, carry: pa.Array | None = None,
+                examples: list[str] | None = None, where: str = "row ", first_row: int = 0) -> ParsedRows:
+    """Typed records (a Parquet batch; columns by name, types accepted by `type_problems`) -> their
+    well-formed rows, by the same rules as delimited lines: every value is read as the text it stands for."""
+    columns = {name: _as_text(table[name]) for name in spec.raw_columns}
+    if carry is not None:
+        columns = {CARRY: carry, **columns}
+    clean, bad = keep_well_formed(spec, pa.table(columns), examples, where=where, first_row=first_row)
+    return ParsedRows(clean, table.num_rows, bad)

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from recdp.parse import BLOCK_BYTES, UnreadableError, keep_well_formed, stream_delimited
+from recdp.parse import BLOCK_BYTES, UnreadableError, keep_well_formed, parse_table, stream_delimited, type_problems
 from recdp.spec import DatasetSpec
+
+BATCH_ROWS = 65_536  # rows per Parquet batch: a few tens of MB of Criteo columns
 
 
 class PartitionError(ValueError):
@@ -36,6 +39,7 @@ class PartitionTally:
     total_rows: int = 0
     bad_rows: int = 0
     bad_examples: list[str] = field(default_factory=list)
+    type_problems: dict[str, str] = field(default_factory=dict)  # typed files: column -> unreadable type
 
     @property
     def bad_row_fraction(self) -> float:
@@ -98,6 +102,16 @@ def stream_partition(spec: DatasetSpec, directory: Path, tally: PartitionTally |
     When a file's header lacks a spec column, no rows are typed: the rows are still counted, and
     `tally.columns_in_file` names what the file holds, for the schema check to report."""
     tally = tally if tally is not None else PartitionTally(list(spec.raw_columns))
+    if spec.raw.type == "parquet":
+        yield from _stream_parquet(spec, partition_files(spec, directory), tally)
+    else:
+        yield from _stream_delimited(spec, directory, tally, block_bytes)
+    if tally.total_rows == 0:
+        raise PartitionEmptyError(f"partition {directory} has no rows")
+
+
+def _stream_delimited(spec: DatasetSpec, directory: Path, tally: PartitionTally, block_bytes: int,
+                      ) -> Iterator[pa.Table]:
     for path in partition_files(spec, directory):
         names = file_columns(spec, path)
         if names != tally.columns_in_file and tally.total_rows:
@@ -118,8 +132,33 @@ def stream_partition(spec: DatasetSpec, directory: Path, tally: PartitionTally |
                 yield clean.select(list(spec.raw_columns))
         except UnreadableError as exc:
             raise PartitionError(str(exc)) from exc
-    if tally.total_rows == 0:
-        raise PartitionEmptyError(f"partition {directory} has no rows")
+
+
+def _stream_parquet(spec: DatasetSpec, files: list[Path], tally: PartitionTally) -> Iterator[pa.Table]:
+    """Parquet files: the spec's columns by name (others ignored), in batches of BATCH_ROWS rows. A file
+    lacking a column, or holding one of a type the rules cannot read, has its rows counted, none typed."""
+    for path in files:
+        try:
+            source = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise PartitionError(f"cannot read {path.name} as Parquet: {exc}") from exc
+        schema = source.schema_arrow
+        missing = [c for c in spec.raw_columns if c not in schema.names]
+        problems = type_problems(spec, schema)
+        tally.type_problems.update({f"{path.name}:{c}": kind for c, kind in problems.items()})
+        if missing:
+            tally.columns_in_file = list(schema.names)
+        if missing or problems:
+            tally.total_rows += source.metadata.num_rows
+            continue
+        for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=list(spec.raw_columns)):
+            first_row = tally.total_rows
+            parsed = parse_table(spec, pa.Table.from_batches([batch]), examples=tally.bad_examples,
+                                 where=f"{path.name}: row ", first_row=first_row)
+            tally.total_rows += parsed.rows
+            tally.bad_rows += parsed.malformed
+            if parsed.table.num_rows:
+                yield parsed.table.select(list(spec.raw_columns))
 
 
 def read_partition(spec: DatasetSpec, directory: Path) -> RawPartition:

@@ -26,9 +26,10 @@ class _Strict(BaseModel):
 
 
 class RawFormat(_Strict):
-    """How one raw partition is written: delimited text, one record a line, no quoting."""
+    """How one raw partition is written: delimited text, one record a line, no quoting; or Parquet files,
+    whose columns are found by name (delimiter and header do not apply)."""
 
-    type: Literal["tsv", "csv"] = "tsv"
+    type: Literal["tsv", "csv", "parquet"] = "tsv"
     delimiter: str = "\t"
     header: bool = False
     file_glob: str = "part-*"
@@ -54,7 +55,8 @@ class ValidationRules(_Strict):
     """Expectations the GX suite is built from; bounds are inclusive."""
 
     min_rows: int = Field(1000, ge=1)
-    max_rows: int = Field(100_000_000, ge=1)
+    # Criteo's 1TB click logs hold about 195M rows a day; the default leaves room above that.
+    max_rows: int = Field(250_000_000, ge=1)
     positive_rate: tuple[float, float] = (0.05, 0.6)
     dense_range: tuple[float, float] = (-1_000.0, 1e10)
     categorical_pattern: str = r"^[0-9a-f]{8}$"

@@ -8,7 +8,7 @@ partition only above the spec's max_bad_row_fraction. Drift is measured against 
 partition that passed. A failing partition is marked in quarantine/ with its report, and ValidationFailed names every
 failed check; nothing else is written outside validation/ and quarantine/.
 
-CLI: python -m recdp.validate --dataset criteo --day 2026-03-01 [--data DIR]
+CLI: python -m recdp.validate --dataset criteo --day 2026-03-01 [--day 2026-03-02 ...] [--data DIR]
 """
 
 from __future__ import annotations
@@ -119,21 +119,21 @@ def build_suite(spec: DatasetSpec) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name=f"{spec.name}_raw_partition", expectations=expectations)
 
 
-def _schema_failure(expectation, columns_in_file: list[str]) -> ExpectationValidationResult:
+def _unread(expectation, reason: str) -> ExpectationValidationResult:
     return ExpectationValidationResult(
         success=False, expectation_config=expectation.configuration,
         exception_info={"raised_exception": True, "exception_traceback": None,
-                        "exception_message": f"column {expectation.column} is not in the partition's columns "
-                                             f"{columns_in_file}"})
+                        "exception_message": f"column {expectation.column} was not read: {reason}"})
 
 
-def _judge(suite: gx.ExpectationSuite, metrics: StreamedMetrics, schema_ok: bool) -> list[ExpectationValidationResult]:
-    """GX's verdicts; where the file lacks the spec's columns, only the table-level expectations can be
-    judged, and each column expectation fails naming its missing column."""
-    if schema_ok:
+def _judge(suite: gx.ExpectationSuite, metrics: StreamedMetrics, unread_reason: str | None,
+           ) -> list[ExpectationValidationResult]:
+    """GX's verdicts. Where the columns could not be read (missing from the file, or of a type the rules
+    cannot read), only the table-level expectations are judged, and each column expectation fails with why."""
+    if unread_reason is None:
         return metrics.judge_all()
     return [judge(e, {"table.row_count": metrics.rows, "table.columns": metrics.columns_in_file})
-            if getattr(e, "column", None) is None else _schema_failure(e, metrics.columns_in_file)
+            if getattr(e, "column", None) is None else _unread(e, unread_reason)
             for e in suite.expectations]
 
 
@@ -213,7 +213,16 @@ def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date) ->
         {"observed_value": round(tally.bad_row_fraction, 6), "expected": spec.parse.max_bad_row_fraction,
          "unexpected_count": tally.bad_rows},
     )]
-    results = _judge(suite, metrics, schema_ok)
+    unread_reason = None if schema_ok else f"the partition's columns are {tally.columns_in_file}"
+    if spec.raw.type == "parquet":
+        checks.append(CheckResult("column_types_match_spec", None, not tally.type_problems,
+                                  {"observed_value": tally.type_problems,
+                                   "expected": "label: integer, boolean or text; dense: number or text; "
+                                               "categorical: integer or text"}))
+        if tally.type_problems:
+            unread_reason = unread_reason or f"unreadable column types {tally.type_problems}"
+    schema_ok = unread_reason is None
+    results = _judge(suite, metrics, unread_reason)
     checks += _checks(results)
     profile = drift.profile() if schema_ok and metrics.rows else None
     if profile is not None:
@@ -252,16 +261,21 @@ def is_quarantined(root: DataRoot, dataset: str, day: str | dt.date) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m recdp.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="criteo")
-    parser.add_argument("--day", required=True)
+    parser.add_argument("--day", action="append", required=True, help="repeat for several days, in order")
     parser.add_argument("--data", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     root = DataRoot(args.data.resolve()) if args.data else DataRoot.from_env()
-    try:
-        report = validate_partition(load_spec(args.dataset), root, args.day)
-    except ValidationFailed as failure:
-        raise SystemExit(str(failure)) from None
-    print(report.summary())
+    spec = load_spec(args.dataset)
+    failed = []
+    for day in args.day:
+        try:
+            print(validate_partition(spec, root, day).summary())
+        except ValidationFailed as failure:
+            print(str(failure))
+            failed.append(day)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(args.day)} day(s) failed validation: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

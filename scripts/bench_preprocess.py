@@ -22,13 +22,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
-
-import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -36,51 +31,12 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
+from scripts.benchproc import timed  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
 FIRST_DAY = dt.date(2026, 2, 1)
 BIG_DAY = dt.date(2026, 1, 1)
 FIRST_SMALL_DAY = dt.date(2025, 6, 1)
-
-
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    try:
-        members = [process, *process.children(recursive=True)]
-    except psutil.Error:  # the process ended between two samples
-        return 0
-    for member in members:
-        try:
-            total += member.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
-def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
-    """Run a command; return wall seconds, the peak RSS of its process tree and its last stdout line."""
-    started = time.monotonic()
-    with open(log_path, "w") as log:
-        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, cwd=PROJECT_ROOT, text=True)
-        process, peak, done = psutil.Process(child.pid), 0, threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, tree_rss(process))
-                done.wait(0.1)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        output, _ = child.communicate()
-        done.set()
-        sampler.join()
-    log_path.with_suffix(".out").write_text(output)
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:3])} ... failed with exit code {child.returncode}; see {log_path}")
-    lines = output.strip().splitlines()
-    return {"seconds": round(time.monotonic() - started, 2), "peak_rss_mb": round(peak / 2**20, 1),
-            "last_line": lines[-1] if lines else ""}
 
 
 def fresh_outputs(data: DataRoot) -> None:

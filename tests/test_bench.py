@@ -76,6 +76,20 @@ def test_bench_preprocess_runs_its_three_arms_and_writes_every_field(tmp_path):
     assert report["spark_vs_baseline_rows_per_second"] > 0 and report["spark_vs_limit_rows_per_second"] > 0
 
 
+def test_bench_validate_compares_its_two_arms_and_writes_every_field(tmp_path):
+    subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_validate.py"), "--days", "2",
+                    "--rows", "3000", "--big-day-rows", "0", "--work", str(tmp_path), "--out", str(tmp_path)],
+                   check=True, capture_output=True, cwd=PROJECT_ROOT)
+    report = json.loads((tmp_path / "validate.json").read_text())
+    assert report["data"]["cardinality_scale"] == 1.0 and report["data"]["rows"] == 6000
+    for arm in ("streamed", "classic"):
+        assert report[arm]["rows"] == 6000 and report[arm]["rows_per_second"] > 0 and report[arm]["peak_rss_mb"] > 0
+    agreement = report["outputs_agree"]
+    assert agreement["verdicts_compared"] == 2 * 83 and agreement["verdict_mismatches"] == []
+    assert agreement["drift_figures_compared"] == 39  # day 2 against day 1: 13 dense and 26 categorical columns
+    assert agreement["drift_max_abs_difference"] < 0.05
+
+
 def test_calibration_refuses_a_held_out_shape_and_trains_each_grid_point(tmp_path):
     from scripts.calibrate_advisor import calibrate
     from tests.test_retrain import processed_day

@@ -1,4 +1,4 @@
-"""What each Spark task of the preprocessing job runs, over Arrow batches of raw lines (mapInArrow).
+"""What each Spark task of the preprocessing job runs, over Arrow batches of raw records (mapInArrow).
 
 The job reads a day's raw lines twice, and never caches them:
 
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from recdp.ids import FIRST_VALUE_ID, MISSING_ID
 from recdp.ops import VocabularyLookup, categorical_keys, dense_features
-from recdp.parse import CARRY, parse_lines
+from recdp.parse import CARRY, ParsedRows, parse_lines, parse_table
 from recdp.shards import write_shard_rows
 from recdp.spec import DatasetSpec
 from recdp.vocab import VocabVersion
@@ -50,6 +50,14 @@ STATS_SCHEMA = ("part int, split int, rows long, positives double, dense_sum arr
 
 def _keys(spec: DatasetSpec, column: pa.ChunkedArray) -> pa.Array:
     return categorical_keys(column, spec.preprocess.hex_categoricals)
+
+
+def parse_batch(spec: DatasetSpec, batch: pa.RecordBatch) -> ParsedRows:
+    """A batch of (split code, raw line) or (split code, typed columns) -> its well-formed rows, the split code
+    carried along."""
+    if spec.raw.type == "parquet":
+        return parse_table(spec, pa.Table.from_batches([batch]), carry=batch.column(SPLIT_CODE))
+    return parse_lines(spec, batch.column(LINE), carry=batch.column(SPLIT_CODE))
 
 
 def _partition() -> int:
@@ -78,7 +86,7 @@ def count_values(spec: DatasetSpec) -> Callable[[Iterator[pa.RecordBatch]], Iter
         malformed = 0
         per_column: list[list[pa.Table]] = [[] for _ in spec.categorical]
         for batch in batches:
-            parsed = parse_lines(spec, batch.column(LINE), carry=batch.column(SPLIT_CODE))
+            parsed = parse_batch(spec, batch)
             table = parsed.table
             malformed += parsed.malformed
             split_rows += np.bincount(pc.cast(table[CARRY], pa.int8()).to_numpy(), minlength=len(SPLITS))
@@ -138,7 +146,7 @@ def write_rows(spec: DatasetSpec, plan: WritePlan) -> Callable[[Iterator[pa.Reco
         writer = None
         try:
             for batch in batches:
-                table = parse_lines(spec, batch.column(LINE), carry=batch.column(SPLIT_CODE)).table
+                table = parse_batch(spec, batch).table
                 if table.num_rows == 0:
                     continue
                 split = pc.cast(table[CARRY], pa.int8()).to_numpy()

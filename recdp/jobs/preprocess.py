@@ -7,9 +7,10 @@ The project travels with the job: --py-files ships the archive of the `recdp` pa
 and --files the dataset spec, which the job reads from the given path or, where that path does not exist
 (a driver in YARN or Kubernetes cluster mode), from the copy Spark shipped.
 
-Reads the raw partition with the spec's explicit schema, drops (and counts) malformed lines, fills missing
-dense values, clips negatives to 0, applies log1p, maps categorical values through the persistent
-vocabulary, splits train/valid/test by a seeded hash, and writes under processed/<dataset>/day=<day>/:
+Reads the raw partition (delimited text, or Parquet columns by name) by the spec's rules, drops (and counts)
+malformed records, fills missing dense values, clips negatives to 0, applies log1p, maps categorical values
+through the persistent vocabulary, splits train/valid/test by a seeded hash, and writes under
+processed/<dataset>/day=<day>/:
 
     parquet/                          the processed rows, with their split in column `split`
     shards/train|valid|test/          contiguous arrays for the trainer (recdp/shards.py)
@@ -82,17 +83,25 @@ def _require_validated(root: DataRoot, spec: DatasetSpec, day: dt.date) -> None:
         raise PreprocessError(f"{spec.name} day={day} failed validation ({where}); it stays in quarantine")
 
 
-def raw_lines(spark: SparkSession, spec: DatasetSpec, files: list[Path]) -> DataFrame:
-    """(split_code, value): the partition's non-empty, non-header lines and their split, fixed by a seeded hash
-    of the raw line (Spark's xxhash64, so the split of a line never depends on how the files are read)."""
-    lines = spark.read.text([str(f) for f in files]).where(F.col(LINE) != "")
-    if spec.raw.header:
-        lines = lines.where(F.col(LINE) != spec.raw.delimiter.join(spec.raw_columns))
+def raw_records(spark: SparkSession, spec: DatasetSpec, files: list[Path]) -> DataFrame:
+    """(split_code, record): the partition's records and their split, fixed by a seeded hash of the record
+    (Spark's xxhash64, so the split never depends on how the files are read).
+
+    Delimited text: the non-empty, non-header lines, hashed as read. Parquet: the spec's columns by name,
+    hashed by their typed values."""
+    if spec.raw.type == "parquet":
+        records = spark.read.parquet(*[str(f) for f in files]).select(*spec.raw_columns)
+        hashed = [F.col(c) for c in spec.raw_columns]
+    else:
+        records = spark.read.text([str(f) for f in files]).where(F.col(LINE) != "")
+        if spec.raw.header:
+            records = records.where(F.col(LINE) != spec.raw.delimiter.join(spec.raw_columns))
+        hashed = [F.col(LINE)]
     splits = spec.preprocess.splits
-    bucket = F.pmod(F.xxhash64(F.col(LINE), F.lit(spec.preprocess.split_seed)), F.lit(SPLIT_BUCKETS))
+    bucket = F.pmod(F.xxhash64(*hashed, F.lit(spec.preprocess.split_seed)), F.lit(SPLIT_BUCKETS))
     code = (F.when(bucket < int(splits.train * SPLIT_BUCKETS), F.lit(0))
             .when(bucket < int((splits.train + splits.valid) * SPLIT_BUCKETS), F.lit(1)).otherwise(F.lit(2)))
-    return lines.select(code.cast("byte").alias(SPLIT_CODE), LINE)
+    return records.select(code.cast("byte").alias(SPLIT_CODE), *records.columns)
 
 
 @dataclass
@@ -249,7 +258,7 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
     if require_validation:
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
-    lines = raw_lines(spark, spec, files)
+    lines = raw_records(spark, spec, files)
     small = sum(f.stat().st_size for f in files) <= SMALL_DAY_BYTES
     with counted_day(spark, spec, lines, small) as (value_counts, counts):
         if counts.rows_read == 0:
