@@ -173,6 +173,24 @@ def _replaced(source: bytes | pa.Buffer | str) -> io.BytesIO:
     return io.BytesIO(data.decode("utf-8", errors="replace").encode())
 
 
+# Patterns that accept every non-empty string of ASCII digits: such values need no regex (most counts do not).
+_DIGITS_ACCEPTED = {r"-?[0-9]+", r"-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?"}
+
+
+def _matches(column: pa.ChunkedArray | pa.Array, pattern: str) -> pa.ChunkedArray | pa.Array:
+    """Whether each value matches the whole `pattern` (null stays null)."""
+    if pattern not in _DIGITS_ACCEPTED:
+        return pc.match_substring_regex(column, full_match(pattern))
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    digits = pc.ascii_is_decimal(column)  # "" is not decimal
+    undecided = pc.invert(digits.fill_null(True))
+    if not pc.any(undecided).as_py():
+        return digits
+    checked = pc.match_substring_regex(column.filter(undecided), full_match(pattern))
+    return pc.replace_with_mask(digits, undecided, checked)
+
+
 def keep_well_formed(spec: DatasetSpec, raw: pa.Table, examples: list[str] | None = None,
                      where: str = "row ", first_row: int = 0) -> tuple[pa.Table, int]:
     """The rows whose label and dense fields follow the spec, typed; and how many were dropped.
@@ -183,10 +201,10 @@ def keep_well_formed(spec: DatasetSpec, raw: pa.Table, examples: list[str] | Non
     if pc.any(pc.starts_with(raw[first], BOM)).as_py():
         raw = raw.set_column(raw.column_names.index(first), first,
                              pc.replace_substring_regex(raw[first], f"^{BOM}", ""))
-    good = pc.match_substring_regex(raw[spec.label].fill_null(""), full_match(spec.parse.label_pattern))
+    good = _matches(raw[spec.label].fill_null(""), spec.parse.label_pattern)
     for name in spec.dense:
         column = raw[name]
-        matches = pc.match_substring_regex(column, full_match(spec.parse.dense_pattern))
+        matches = _matches(column, spec.parse.dense_pattern)
         good = pc.and_(good, pc.or_(pc.is_null(column), matches.fill_null(True)))
     bad_mask = pc.invert(good)
     bad = pc.sum(bad_mask.cast(pa.int64())).as_py() or 0
@@ -215,12 +233,8 @@ def parse_lines(spec: DatasetSpec, lines: pa.Array, carry: pa.Array | None = Non
     meant for one of many parallel tasks."""
     names = list(spec.raw_columns)
     total = len(lines)
-    # The field count, by counting delimiters (quotes mean nothing in these formats, as in read_delimited).
-    right_count = pc.equal(pc.count_substring(lines, spec.raw.delimiter), len(names) - 1)
-    wrong_count = total - (pc.sum(right_count.cast(pa.int64())).as_py() or 0)
-    if wrong_count:
-        lines = lines.filter(right_count)
-        carry = carry.filter(right_count) if carry is not None else None
+    # A line with a wrong field count is skipped by Arrow's reader (and counted); the carry is joined into
+    # its line, so it is skipped with it and stays aligned.
     if carry is not None:
         lines = pc.binary_join_element_wise(pc.cast(carry, pa.string()), lines, spec.raw.delimiter)
         names = [CARRY, *names]
@@ -229,6 +243,7 @@ def parse_lines(spec: DatasetSpec, lines: pa.Array, carry: pa.Array | None = Non
     else:
         joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0]
         raw, _ = read_delimited(spec, joined.as_buffer(), names, use_threads=False)
+    wrong_count = total - raw.num_rows
     table, bad = keep_well_formed(spec, raw)
     return ParsedRows(table, total, wrong_count + bad)
 

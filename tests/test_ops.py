@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recdp.ids import MISSING_ID, OOV_ID
 from recdp.ops import NOT_HEX, VocabularyLookup, dense_features, hex_codes
@@ -74,6 +76,22 @@ def test_hex_codes():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 2**60, 1000)
     assert hex_codes(pa.array([format(c, "x") for c in codes])).to_pylist() == codes.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789abcdefABCDEFgG/:@`\u00e9 ", min_size=8,
+                                             max_size=8)), min_size=1, max_size=40),
+       st.integers(0, 3))
+def test_eight_digit_hex_codes_agree_with_python(values, skip):
+    """The SWAR path (eight digits a value, decoded eight bytes at a time) against int(value, 16), on
+    slices too (an offset into the data buffer), with non-hex bytes at any position."""
+    def expected(value: str | None) -> int | None:
+        if value is None:
+            return None
+        return int(value, 16) if all(c in "0123456789abcdefABCDEF" for c in value) else NOT_HEX
+
+    array = pa.array(["00000000"] * skip + values)[skip:]
+    assert hex_codes(array).to_pylist() == [expected(v) for v in values]
 
 
 @pytest.mark.parametrize("kind", ["codes", "strings"])
