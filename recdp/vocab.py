@@ -144,10 +144,17 @@ class VocabularyStore:
         `frame` holds the day's categorical columns; their values are counted in one aggregation."""
         return self.resolve_counts(spark, count_values(frame, self.columns), day, freq_threshold)
 
+    def latest_with_snapshot(self) -> VocabVersion:
+        """The newest version, with its snapshot written if the store predates snapshots."""
+        with _locked(self.root):
+            self._ensure_snapshot(self.latest())
+            return self.latest()
+
     def resolve_counts(self, spark: SparkSession, counts: DataFrame | pa.Table, day: dt.date,
-                       freq_threshold: int) -> VocabVersion:
+                       freq_threshold: int, filtered_against: int | None = None) -> VocabVersion:
         """As resolve, from the day's counts already made: (column, value, count), as a Spark frame, or as an
-        Arrow table when the day is small enough for its counts to be resolved on the driver."""
+        Arrow table on the driver. `filtered_against`: the version whose values (and infrequent ones) the
+        Arrow counts already left out; if it is still the newest, they are taken as they are."""
         with _locked(self.root):
             recorded = self.version_for_day(day)
             if recorded is not None:
@@ -156,7 +163,9 @@ class VocabularyStore:
             self._ensure_snapshot(self.latest())
             current = self.latest()
             started = time.monotonic()
-            if isinstance(counts, pa.Table):
+            if isinstance(counts, pa.Table) and filtered_against == current.version:
+                fresh = counts.select(["column", "value", "count"])
+            elif isinstance(counts, pa.Table):  # a small day, or another day published a version meanwhile
                 fresh = self._fresh_local(counts, current, freq_threshold)
             else:
                 fresh = self._fresh_spark(spark, counts, current, freq_threshold)

@@ -249,6 +249,7 @@ def plot(settings: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.5), squeeze=False)
     colors = {"advised": "tab:blue", "naive": "tab:red"}
     for axis, result in zip(axes[0], settings, strict=True):
+        finals = []
         for index, repeat in enumerate(result["repeats"]):
             for variant, color in colors.items():
                 spent, best, xs, ys = 0.0, None, [], []
@@ -260,9 +261,15 @@ def plot(settings: list[dict], path: Path) -> None:
                         xs.append(spent)
                         ys.append(best)
                 axis.step(xs, ys, where="post", color=color, alpha=0.7, label=variant if index == 0 else None)
+                finals += ys[-1:]
+        if finals:
+            # Zoom on where the searches end up; their first trials (down to 0.5, a failed or random model)
+            # would squash every difference that matters into a few pixels.
+            span = max(max(finals) - min(finals), 0.005)
+            axis.set_ylim(min(finals) - 2 * span, max(finals) + 0.5 * span)
         axis.set_xscale("log")
         axis.set_xlabel("training seconds spent (cumulative, log scale)")
-        axis.set_ylabel("best validation AUC so far")
+        axis.set_ylabel("best validation AUC so far (early trials below the axis)")
         axis.set_title(f"{result['setting']['name']} (DLRM, one line per repeat)")
         axis.legend()
     figure.tight_layout()

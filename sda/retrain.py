@@ -26,7 +26,7 @@ from typing import Any
 from recdp.storage import DataRoot, parse_day, run_key, write_json_atomic, write_text_atomic
 from sda.advisors import AdviceRequest, advise
 from sda.hpo.backend import Observation, OptimizerBackend
-from sda.hpo.runner import check_metrics, next_suggestion, run_trial, spent_training_seconds
+from sda.hpo.runner import check_metrics, first_assignments, next_suggestion, run_trial, spent_training_seconds
 from sda.hpo.selection import choose
 from sda.policy import PromotionPolicy
 from sda.promote import (
@@ -201,7 +201,7 @@ def open_experiment(root: DataRoot, backend: OptimizerBackend, tracking: Trackin
             seeds = [o.assignments for o in backend.best_assignments(previous)]
         except Exception as error:  # an old experiment is a hint, not a dependency
             log.warning("no warm start from %s: %s", previous, error)
-    backend.create(recipe.experiment, warm_start=seeds + recipe.queued_suggestions)
+    backend.create(recipe.experiment, warm_start=first_assignments(recipe, seeds))
     tracking.experiment(plan.mlflow_experiment, tags={"recsys.optimizer_experiment": plan.experiment,
                                                       "recsys.dataset": plan.dataset, "recsys.day": plan.day})
     progress = backend.progress(plan.experiment)

@@ -3,7 +3,8 @@
 The job reads a day's raw lines twice, and never caches them:
 
 1. `count_values` parses each batch (recdp.parse) and emits the task's categorical value counts, plus counter rows:
-   well-formed rows per (task partition, split), malformed lines, missing dense values.
+   well-formed rows per (task partition, split), malformed lines, missing dense values. Repartitioned by
+   value, `sum_counts` sums each value's counts and keeps only those the vocabulary may take.
 2. `write_rows` parses again, transforms (recdp.ops), maps values to ids through the vocabulary
    snapshot, and writes the task's rows itself: a Parquet file of its own, and its rows of each split's
    shard files, at offsets the driver derived from pass 1's per-partition counts. It emits one statistics
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recdp.ids import FIRST_VALUE_ID, MISSING_ID
+from recdp.ids import FIRST_VALUE_ID, MISSING_ID, OOV_ID
 from recdp.ops import VocabularyLookup, categorical_keys, dense_features
 from recdp.parse import CARRY, ParsedRows, parse_lines, parse_table
 from recdp.shards import write_shard_rows
@@ -107,6 +108,44 @@ def count_values(spec: DatasetSpec) -> Callable[[Iterator[pa.RecordBatch]], Iter
 
 
 @dataclass(frozen=True)
+class KnownValues:
+    """The vocabulary version a day's new values are told apart from, and the frequency they need."""
+
+    vocab_root: str
+    vocab_version: int
+    table_sizes: dict[str, int]
+    freq_threshold: int
+
+
+def sum_counts(spec: DatasetSpec, known: KnownValues,
+               ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Pass 1's reduce side, after the per-task rows of `count_values` are repartitioned by value (a shuffle
+    with no aggregation in the JVM): every value's rows meet in one task, which sums them and keeps the values
+    the vocabulary may take, those at least `freq_threshold` often and unknown to `known`'s version.
+    Counter rows pass through, summed."""
+    keys = ["kind", "column_index", "part", "value"]
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        received = [pa.Table.from_batches([b]) for b in batches]
+        if not received:
+            return
+        summed = pa.concat_tables(received).group_by(keys, use_threads=False).aggregate([("count", "sum")])
+        summed = summed.select([*keys, "count_sum"]).rename_columns([*keys, "count"])
+        del received
+        is_value = pc.equal(summed["kind"], KIND_VALUE)
+        yield from summed.filter(pc.invert(is_value)).to_batches()
+        values = summed.filter(pc.and_(is_value, pc.greater_equal(summed["count"], known.freq_threshold)))
+        lookups = _lookups(known.vocab_root, known.vocab_version, known.table_sizes, tuple(spec.categorical))
+        for j, name in enumerate(spec.categorical):
+            of_column = values.filter(pc.equal(values["column_index"], j))
+            if of_column.num_rows:
+                unknown = lookups[name].ids(of_column["value"]) == OOV_ID
+                yield from of_column.filter(pa.array(unknown)).to_batches()
+
+    return run
+
+
+@dataclass(frozen=True)
 class WritePlan:
     """Where pass 2's tasks write: the staging folder and, per (partition, split), the first shard row."""
 
@@ -121,12 +160,15 @@ class WritePlan:
 _LOOKUPS: dict[tuple, dict[str, VocabularyLookup]] = {}
 
 
-def _lookups(plan: WritePlan, columns: tuple[str, ...]) -> dict[str, VocabularyLookup]:
-    """The vocabulary's lookups, loaded once per Python worker and vocabulary version (workers are reused)."""
-    key = (plan.vocab_root, plan.vocab_version, tuple(sorted(plan.table_sizes.items())), columns)
+def _lookups(vocab_root: str, vocab_version: int, table_sizes: dict[str, int],
+             columns: tuple[str, ...]) -> dict[str, VocabularyLookup]:
+    """A vocabulary version's lookups, loaded once per Python worker and version (workers are reused). Two
+    are kept: pass 1's reduce looks values up in the day's previous version, pass 2 in its new one."""
+    key = (vocab_root, vocab_version, tuple(sorted(table_sizes.items())), columns)
     if key not in _LOOKUPS:
-        _LOOKUPS.clear()
-        version = VocabVersion(Path(plan.vocab_root), plan.vocab_version, dict(plan.table_sizes))
+        while len(_LOOKUPS) >= 2:
+            del _LOOKUPS[next(iter(_LOOKUPS))]
+        version = VocabVersion(Path(vocab_root), vocab_version, dict(table_sizes))
         _LOOKUPS[key] = {c: version.lookup(c) for c in columns}
     return _LOOKUPS[key]
 
@@ -137,7 +179,7 @@ def write_rows(spec: DatasetSpec, plan: WritePlan) -> Callable[[Iterator[pa.Reco
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         part = _partition()
-        lookups = _lookups(plan, tuple(cat_names))
+        lookups = _lookups(plan.vocab_root, plan.vocab_version, plan.table_sizes, tuple(cat_names))
         staging = Path(plan.staging)
         position = [plan.first_row.get((part, s), 0) for s in range(len(SPLITS))]
         stats = [_SplitStats(len(dense_names), len(cat_names)) for _ in SPLITS]

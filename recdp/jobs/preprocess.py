@@ -26,17 +26,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark import StorageLevel
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -49,9 +49,11 @@ from recdp.jobs.batches import (
     SPLIT_CODE,
     SPLITS,
     STATS_SCHEMA,
+    KnownValues,
     WritePlan,
     count_schema,
     count_values,
+    sum_counts,
     write_rows,
 )
 from recdp.rawread import partition_files
@@ -138,39 +140,43 @@ def _counters(spec: DatasetSpec, rows: list[dict]) -> DayCounts:
     return DayCounts(well_formed + malformed, malformed, split_rows, missing)
 
 
-def _column_names(spec: DatasetSpec) -> F.Column:
-    return F.create_map(*[x for i, c in enumerate(spec.categorical) for x in (F.lit(i), F.lit(c))])
+def _value_table(spec: DatasetSpec, summed: pa.Table) -> pa.Table:
+    """(column, value, count) of the VALUE rows of pass 1's output."""
+    values = summed.filter(pc.equal(summed["kind"], KIND_VALUE))
+    names = pa.array(list(spec.categorical), pa.string()).take(values["column_index"])
+    return pa.table({"column": names, "value": values["value"], "count": values["count"]})
 
 
-@contextmanager
-def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame,
-                small: bool) -> Iterator[tuple[DataFrame | pa.Table, DayCounts]]:
-    """Pass 1: every count the day needs, as (value counts (column, value, count), counters).
+def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, small: bool,
+                store: VocabularyStore) -> tuple[pa.Table, DayCounts, int | None]:
+    """Pass 1: the day's counters, and the value counts its vocabulary is resolved from, as (value counts
+    (column, value, count), counters, the vocabulary version those counts were already told apart from).
 
-    A day is counted by one aggregation in Spark, persisted on disk only (it has a row per distinct value,
-    which the JVM's heap must not hold). A small day's counts are summed on the driver instead, and its value
-    counts come back as an Arrow table, so that the vocabulary is resolved without another Spark job."""
+    A day's per-task counts are repartitioned by value and summed by `sum_counts` in Python, which keeps only
+    the frequent values the newest vocabulary version lacks: no hash aggregation in the JVM, no join with the
+    vocabulary, and the driver gets the new values alone (through files, so that the JVM never holds them).
+    A small day's counts are summed on the driver instead, from one Spark job."""
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     emitted = lines.mapInArrow(count_values(spec), count_schema(key_type))
+    keys = ["kind", "column_index", "part", "value"]
     if small:
-        keys = ["kind", "column_index", "part", "value"]
         summed = emitted.toArrow().group_by(keys, use_threads=False).aggregate([("count", "sum")])
         summed = summed.select([*keys, "count_sum"]).rename_columns([*keys, "count"])
         counters = summed.filter(pc.not_equal(summed["kind"], KIND_VALUE)).to_pylist()
-        values = summed.filter(pc.equal(summed["kind"], KIND_VALUE))
-        names = pa.array(list(spec.categorical), pa.string()).take(values["column_index"])
-        yield pa.table({"column": names, "value": values["value"], "count": values["count"]}), \
-            _counters(spec, counters)
-        return
-    counted = emitted.groupBy("kind", "column_index", "part", "value").agg(F.sum("count").alias("count")) \
-        .persist(StorageLevel.DISK_ONLY)
+        return _value_table(spec, summed), _counters(spec, counters), None
+    current = store.latest_with_snapshot()
+    known = KnownValues(str(store.root), current.version, dict(current.table_sizes), spec.preprocess.freq_threshold)
+    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    reduced = emitted.repartition(partitions, "column_index", "value").mapInArrow(sum_counts(spec, known),
+                                                                                  count_schema(key_type))
+    incoming = store.root / f".incoming-{uuid.uuid4().hex}"
     try:
-        counters = [row.asDict() for row in counted.where(F.col("kind") != KIND_VALUE).collect()]
-        values = counted.where(F.col("kind") == KIND_VALUE).select(
-            _column_names(spec)[F.col("column_index")].alias("column"), "value", "count")
-        yield values, _counters(spec, counters)
+        reduced.write.parquet(str(incoming))
+        summed = pq.read_table(incoming)
     finally:
-        counted.unpersist()
+        shutil.rmtree(incoming, ignore_errors=True)
+    counters = summed.filter(pc.not_equal(summed["kind"], KIND_VALUE)).to_pylist()
+    return _value_table(spec, summed), _counters(spec, counters), current.version
 
 
 @dataclass
@@ -260,19 +266,20 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
     files = partition_files(spec, root.raw(spec.name, day))
     lines = raw_records(spark, spec, files)
     small = sum(f.stat().st_size for f in files) <= SMALL_DAY_BYTES
-    with counted_day(spark, spec, lines, small) as (value_counts, counts):
-        if counts.rows_read == 0:
-            raise PreprocessError(f"{spec.name} day={day} has no rows")
-        if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
-            raise PreprocessError(
-                f"{spec.name} day={day}: {counts.malformed}/{counts.rows_read} malformed rows exceed "
-                f"max_bad_row_fraction {spec.parse.max_bad_row_fraction}")
-        log.info("%s day=%s: %d rows read, %d malformed dropped (%.1fs, %.0f rows/s)", spec.name, day,
-                 counts.rows_read, counts.malformed, time.monotonic() - started,
-                 counts.rows_read / max(time.monotonic() - started, 1e-9))
-        key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
-        store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-        vocab = store.resolve_counts(spark, value_counts, day, spec.preprocess.freq_threshold)
+    key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
+    store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
+    value_counts, counts, filtered_against = counted_day(spark, spec, lines, small, store)
+    if counts.rows_read == 0:
+        raise PreprocessError(f"{spec.name} day={day} has no rows")
+    if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
+        raise PreprocessError(
+            f"{spec.name} day={day}: {counts.malformed}/{counts.rows_read} malformed rows exceed "
+            f"max_bad_row_fraction {spec.parse.max_bad_row_fraction}")
+    log.info("%s day=%s: %d rows read, %d malformed dropped (%.1fs, %.0f rows/s)", spec.name, day,
+             counts.rows_read, counts.malformed, time.monotonic() - started,
+             counts.rows_read / max(time.monotonic() - started, 1e-9))
+    vocab = store.resolve_counts(spark, value_counts, day, spec.preprocess.freq_threshold,
+                                 filtered_against=filtered_against)
     log.info("%s day=%s: vocabulary v%d, %d values (%.1fs)", spec.name, day, vocab.version,
              sum(vocab.table_sizes.values()), time.monotonic() - started)
     with staged_directory(root.processed(spec.name, day)) as staging:

@@ -76,9 +76,10 @@ def advise(request: AdviceRequest) -> Recipe:
     if request.naive:
         return recipe
     # Expert knowledge is a point as much as a space: the search first tries the advised values themselves,
-    # as SigOpt users queue a known-good suggestion, instead of spending its first trials at random.
-    document["queued_suggestions"] = [advised_point(recipe)]
-    return parse_recipe(document, f"advice for {request.model}")
+    # as SigOpt users queue a known-good suggestion, instead of spending its first trials at random. The
+    # point holds only the experiment's own parameters, each admitted by its space (advised_point checks),
+    # so the validated recipe stays valid with it.
+    return recipe.model_copy(update={"queued_suggestions": [advised_point(recipe)]})
 
 
 def advised_point(recipe: Recipe) -> dict[str, str | int | float]:

@@ -176,6 +176,12 @@ def next_suggestion(backend: OptimizerBackend, experiment_id: str, recipe: Recip
         return suggestion
 
 
+def first_assignments(recipe: Recipe, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a new experiment tries first: an earlier experiment's best assignments, then the recipe's
+    queued suggestions (the advised point)."""
+    return [*seeds, *recipe.queued_suggestions]
+
+
 def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend,
              warm_start_from: str | None = None, worker: str | None = None,
              model_root: Path | None = None,
@@ -190,7 +196,7 @@ def optimize(recipe: Recipe, day_dirs: Sequence[Path], backend: OptimizerBackend
         raise ValueError("the recipe has no experiment section")
     check_metrics(recipe)
     seeds = [o.assignments for o in backend.best_assignments(warm_start_from)] if warm_start_from else []
-    experiment_id = backend.create(recipe.experiment, warm_start=seeds + recipe.queued_suggestions)
+    experiment_id = backend.create(recipe.experiment, warm_start=first_assignments(recipe, seeds))
     outcomes: list[TrialOutcome] = []
     started = time.monotonic()
     while True:
