@@ -70,6 +70,7 @@ SPLIT_BUCKETS = 1_000_000
 # A day of at most this many raw bytes (about 50k Criteo lines) is counted and its vocabulary resolved on the
 # driver: at a few MB of counts, Spark's per-job overheads would cost more than the work.
 SMALL_DAY_BYTES = 8 << 20
+REDUCE_INPUT_BYTES = 64 << 20
 
 
 class PreprocessError(RuntimeError):
@@ -147,7 +148,7 @@ def _value_table(spec: DatasetSpec, summed: pa.Table) -> pa.Table:
     return pa.table({"column": names, "value": values["value"], "count": values["count"]})
 
 
-def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, small: bool,
+def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, raw_bytes: int,
                 store: VocabularyStore) -> tuple[pa.Table, DayCounts, int | None]:
     """Pass 1: the day's counters, and the value counts its vocabulary is resolved from, as (value counts
     (column, value, count), counters, the vocabulary version those counts were already told apart from).
@@ -159,14 +160,16 @@ def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, small:
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     emitted = lines.mapInArrow(count_values(spec), count_schema(key_type))
     keys = ["kind", "column_index", "part", "value"]
-    if small:
+    if raw_bytes <= SMALL_DAY_BYTES:
         summed = emitted.toArrow().group_by(keys, use_threads=False).aggregate([("count", "sum")])
         summed = summed.select([*keys, "count_sum"]).rename_columns([*keys, "count"])
         counters = summed.filter(pc.not_equal(summed["kind"], KIND_VALUE)).to_pylist()
         return _value_table(spec, summed), _counters(spec, counters), None
     current = store.latest_with_snapshot()
     known = KnownValues(str(store.root), current.version, dict(current.table_sizes), spec.preprocess.freq_threshold)
-    partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    # Enough reduce tasks that each sums the counts of at most REDUCE_INPUT_BYTES of raw input, whatever the
+    # day's size: a task's memory is its share of the day's distinct values.
+    partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-raw_bytes // REDUCE_INPUT_BYTES))
     reduced = emitted.repartition(partitions, "column_index", "value").mapInArrow(sum_counts(spec, known),
                                                                                   count_schema(key_type))
     incoming = store.root / f".incoming-{uuid.uuid4().hex}"
@@ -265,10 +268,10 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
     lines = raw_records(spark, spec, files)
-    small = sum(f.stat().st_size for f in files) <= SMALL_DAY_BYTES
+    raw_bytes = sum(f.stat().st_size for f in files)
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-    value_counts, counts, filtered_against = counted_day(spark, spec, lines, small, store)
+    value_counts, counts, filtered_against = counted_day(spark, spec, lines, raw_bytes, store)
     if counts.rows_read == 0:
         raise PreprocessError(f"{spec.name} day={day} has no rows")
     if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
