@@ -31,7 +31,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
-from scripts.benchproc import timed  # noqa: E402
+from scripts.benchproc import memory_against_rows, timed  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
 FIRST_DAY = dt.date(2026, 2, 1)
@@ -103,16 +103,11 @@ def main() -> None:
     memory = {}
     if args.big_day_rows:
         big = DataRoot((args.work / "big").resolve())
-        print(f"generating one day of {args.big_day_rows:,} rows ...", flush=True)
-        ensure_generated(spec, big, BIG_DAY, args.big_day_rows, args.cardinality_scale)
-        print("spark, one day of --rows ...", flush=True)
-        memory["small_day"] = spark_run(spec, data, days[:1], args.work, "spark_small_day")
-        print("spark, one big day ...", flush=True)
-        memory["big_day"] = spark_run(spec, big, [BIG_DAY], args.work, "spark_big_day")
-        for result in memory.values():
-            result["rows_per_second"] = round(result["rows"] / result["seconds"], 1)
-        memory["peak_memory_ratio_big_vs_small"] = round(memory["big_day"]["peak_rss_mb"]
-                                                         / memory["small_day"]["peak_rss_mb"], 2)
+        memory = memory_against_rows(
+            "spark", args.big_day_rows,
+            lambda: ensure_generated(spec, big, BIG_DAY, args.big_day_rows, args.cardinality_scale),
+            lambda: spark_run(spec, data, days[:1], args.work, "spark_small_day"),
+            lambda: spark_run(spec, big, [BIG_DAY], args.work, "spark_big_day"))
 
     history = {}
     if args.small_days:

@@ -32,7 +32,7 @@ from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import VALIDATION_REPORT, DataRoot  # noqa: E402
 from scripts.bench_preprocess import BIG_DAY, FIRST_DAY  # noqa: E402
 from scripts.benchdata import ensure_generated  # noqa: E402
-from scripts.benchproc import timed  # noqa: E402
+from scripts.benchproc import memory_against_rows, timed  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
 ROWS_PER_SECOND_TARGET = 250_000
@@ -119,18 +119,14 @@ def main() -> None:
     memory = {}
     if args.big_day_rows:
         big = DataRoot((args.work / "big").resolve())
-        print(f"generating one day of {args.big_day_rows:,} rows ...", flush=True)
-        ensure_generated(spec, big, BIG_DAY, args.big_day_rows, args.cardinality_scale)
-        print("streamed, one day of --rows ...", flush=True)
-        memory["small_day"] = streamed_run(spec, data, days[:1], args.work, "validate_small_day")
-        print("streamed, one big day ...", flush=True)
-        memory["big_day"] = streamed_run(spec, big, [BIG_DAY], args.work, "validate_big_day")
-        for result in memory.values():
+        memory = memory_against_rows(
+            "streamed", args.big_day_rows,
+            lambda: ensure_generated(spec, big, BIG_DAY, args.big_day_rows, args.cardinality_scale),
+            lambda: streamed_run(spec, data, days[:1], args.work, "validate_small_day"),
+            lambda: streamed_run(spec, big, [BIG_DAY], args.work, "validate_big_day"))
+        for result in (memory["small_day"], memory["big_day"]):
             result.pop("reports")
-            result["rows_per_second"] = round(result["rows"] / result["seconds"], 1)
             result["in_process_rows_per_second"] = round(result["rows"] / result["in_process_seconds"], 1)
-        memory["peak_memory_ratio_big_vs_small"] = round(memory["big_day"]["peak_rss_mb"]
-                                                         / memory["small_day"]["peak_rss_mb"], 2)
     streamed.pop("reports")
     classic.pop("days")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -50,3 +51,20 @@ def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
     lines = output.strip().splitlines()
     return {"seconds": round(time.monotonic() - started, 2), "peak_rss_mb": round(peak / 2**20, 1),
             "last_line": lines[-1] if lines else ""}
+
+
+def memory_against_rows(arm: str, big_day_rows: int, generate_big: Callable[[], object],
+                        run_small: Callable[[], dict], run_big: Callable[[], dict]) -> dict:
+    """One arm on a day of the usual rows and on one of `big_day_rows`: their figures and the ratio of their
+    peak memories."""
+    print(f"generating one day of {big_day_rows:,} rows ...", flush=True)
+    generate_big()
+    print(f"{arm}, one day of --rows ...", flush=True)
+    memory = {"small_day": run_small()}
+    print(f"{arm}, one big day ...", flush=True)
+    memory["big_day"] = run_big()
+    for result in (memory["small_day"], memory["big_day"]):
+        result["rows_per_second"] = round(result["rows"] / result["seconds"], 1)
+    memory["peak_memory_ratio_big_vs_small"] = round(memory["big_day"]["peak_rss_mb"]
+                                                     / memory["small_day"]["peak_rss_mb"], 2)
+    return memory

@@ -78,7 +78,7 @@ def test_bench_preprocess_runs_its_three_arms_and_writes_every_field(tmp_path):
 
 def test_bench_validate_compares_its_two_arms_and_writes_every_field(tmp_path):
     subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_validate.py"), "--days", "2",
-                    "--rows", "3000", "--big-day-rows", "0", "--work", str(tmp_path), "--out", str(tmp_path)],
+                    "--rows", "3000", "--big-day-rows", "6000", "--work", str(tmp_path), "--out", str(tmp_path)],
                    check=True, capture_output=True, cwd=PROJECT_ROOT)
     report = json.loads((tmp_path / "validate.json").read_text())
     assert report["data"]["cardinality_scale"] == 1.0 and report["data"]["rows"] == 6000
@@ -88,6 +88,9 @@ def test_bench_validate_compares_its_two_arms_and_writes_every_field(tmp_path):
     assert agreement["verdicts_compared"] == 2 * 83 and agreement["verdict_mismatches"] == []
     assert agreement["drift_figures_compared"] == 39  # day 2 against day 1: 13 dense and 26 categorical columns
     assert agreement["drift_max_abs_difference"] < 0.05
+    memory = report["memory_against_rows"]
+    assert (memory["small_day"]["rows"], memory["big_day"]["rows"]) == (3000, 6000)
+    assert memory["peak_memory_ratio_big_vs_small"] > 0 and memory["big_day"]["in_process_rows_per_second"] > 0
 
 
 def test_calibration_refuses_a_held_out_shape_and_trains_each_grid_point(tmp_path):
