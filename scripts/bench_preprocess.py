@@ -30,7 +30,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
-from scripts.benchdata import ensure_generated, spark_submit_preprocess  # noqa: E402
+from scripts.benchdata import ensure_generated, generated_days, spark_submit_preprocess  # noqa: E402
 from scripts.benchproc import memory_against_rows, timed  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
@@ -81,12 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     spec = load_spec("criteo")
-    args.work.mkdir(parents=True, exist_ok=True)
-    data = DataRoot((args.work / "data").resolve())
-    days = [FIRST_DAY + dt.timedelta(days=i) for i in range(args.days)]
-    for day in days:
-        ensure_generated(spec, data, day, args.rows, args.cardinality_scale)
-    print(f"{args.days} days x {args.rows:,} rows at cardinality scale {args.cardinality_scale}", flush=True)
+    data, days = generated_days(spec, args.work, FIRST_DAY, args.days, args.rows, args.cardinality_scale)
 
     arms = {}
     print("spark ...", flush=True)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import VALIDATION_REPORT, DataRoot  # noqa: E402
 from scripts.bench_preprocess import BIG_DAY, FIRST_DAY  # noqa: E402
-from scripts.benchdata import ensure_generated  # noqa: E402
+from scripts.benchdata import ensure_generated, generated_days  # noqa: E402
 from scripts.benchproc import memory_against_rows, timed  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
@@ -99,12 +99,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     spec = load_spec("criteo")
-    args.work.mkdir(parents=True, exist_ok=True)
-    data = DataRoot((args.work / "data").resolve())
-    days = [FIRST_DAY + dt.timedelta(days=i) for i in range(args.days)]
-    for day in days:
-        ensure_generated(spec, data, day, args.rows, args.cardinality_scale)
-    print(f"{args.days} days x {args.rows:,} rows at cardinality scale {args.cardinality_scale}", flush=True)
+    data, days = generated_days(spec, args.work, FIRST_DAY, args.days, args.rows, args.cardinality_scale)
 
     print("streamed ...", flush=True)
     streamed = streamed_run(spec, data, days, args.work, "validate_streamed")

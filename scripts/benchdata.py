@@ -41,6 +41,19 @@ def ensure_generated(spec: DatasetSpec, data: DataRoot, day: dt.date, rows: int,
     return json.loads(marker.read_text())["oracle_auc"]
 
 
+def generated_days(spec: DatasetSpec, work: Path, first: dt.date, days: int, rows: int,
+                   cardinality_scale: float) -> tuple[DataRoot, list[dt.date]]:
+    """`days` generated days of `rows` rows from `first`, under `work`/data (made only once); the data root
+    and the days."""
+    work.mkdir(parents=True, exist_ok=True)
+    data = DataRoot((work / "data").resolve())
+    dates = [first + dt.timedelta(days=i) for i in range(days)]
+    for day in dates:
+        ensure_generated(spec, data, day, rows, cardinality_scale)
+    print(f"{days} days x {rows:,} rows at cardinality scale {cardinality_scale}", flush=True)
+    return data, dates
+
+
 def prepared_training_day(folder: Path, day: dt.date, train_rows: int, cardinality_scale: float = 0.01,
                           dataset: str = "criteo", seed: int = 7) -> tuple[Path, float]:
     """A processed generated day of `dataset` with about `train_rows` training rows, Criteo's cardinalities
