@@ -23,8 +23,7 @@ MISSING_KEY = "__missing__"
 
 def log_values(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
     """log1p(max(value, 0)) of the present values, and how many were missing."""
-    present = pc.drop_null(values)
-    numbers = present.to_numpy() if isinstance(present, pa.Array) else present.to_numpy()
+    numbers = pc.drop_null(values).to_numpy()
     numbers = numbers[~np.isnan(numbers)] if numbers.dtype.kind == "f" else numbers
     return np.log1p(np.clip(numbers, 0, None)), len(values) - numbers.size
 
