@@ -146,6 +146,9 @@ def main() -> None:
     if memory:
         print(f"spark peak memory, {memory['big_day']['rows']:,} rows vs {memory['small_day']['rows']:,}: "
               f"{memory['peak_memory_ratio_big_vs_small']}x (target at most 1.2x)")
+        for day in ("small_day", "big_day"):
+            parts = ", ".join(f"{kind} {mb:,.0f} MB" for kind, mb in memory[day]["peak_rss_mb_by_process"].items())
+            print(f"  at the {day.replace('_', ' ')}'s peak: {parts}")
     if history:
         print(f"{history['days']} days of {history['rows_per_day']} rows in one submit: {history['seconds']} s "
               f"(target under 60 s); mean day {history['first_tenth_mean_day_seconds_after_day_1']} s in the first "

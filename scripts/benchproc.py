@@ -14,17 +14,33 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def tree_rss(process: psutil.Process) -> int:
-    total = 0
+    return sum(tree_rss_by_kind(process).values())
+
+
+def _kind(member: psutil.Process) -> str:
+    """"jvm", "python_workers" (PySpark's daemon and its forks) or "python" (the driver, or a plain script)."""
+    name = member.name()
+    if name.startswith("java"):
+        return "jvm"
+    if "pyspark.daemon" in " ".join(member.cmdline()) or "pyspark.daemon" in name:
+        return "python_workers"
+    return "python" if name.startswith("python") else "other"
+
+
+def tree_rss_by_kind(process: psutil.Process) -> dict[str, int]:
+    """The resident set of a process tree, in bytes, by kind of process (see `_kind`)."""
     try:
         members = [process, *process.children(recursive=True)]
     except psutil.Error:  # the process ended between two samples
-        return 0
+        return {}
+    totals: dict[str, int] = {}
     for member in members:
         try:
-            total += member.memory_info().rss
+            kind = _kind(member)
+            totals[kind] = totals.get(kind, 0) + member.memory_info().rss
         except psutil.Error:
             pass
-    return total
+    return totals
 
 
 def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
@@ -33,11 +49,14 @@ def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
     with open(log_path, "w") as log:
         child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, cwd=PROJECT_ROOT, text=True)
         process, peak, done = psutil.Process(child.pid), 0, threading.Event()
+        at_peak: dict[str, int] = {}
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, at_peak
             while not done.is_set():
-                peak = max(peak, tree_rss(process))
+                by_kind = tree_rss_by_kind(process)
+                if sum(by_kind.values()) > peak:
+                    peak, at_peak = sum(by_kind.values()), by_kind
                 done.wait(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -50,6 +69,7 @@ def timed(command: list[str], env: dict[str, str], log_path: Path) -> dict:
         raise SystemExit(f"{' '.join(command[:3])} ... failed with exit code {child.returncode}; see {log_path}")
     lines = output.strip().splitlines()
     return {"seconds": round(time.monotonic() - started, 2), "peak_rss_mb": round(peak / 2**20, 1),
+            "peak_rss_mb_by_process": {kind: round(rss / 2**20, 1) for kind, rss in sorted(at_peak.items())},
             "last_line": lines[-1] if lines else ""}
 
 

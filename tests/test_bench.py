@@ -71,6 +71,9 @@ def test_bench_preprocess_runs_its_three_arms_and_writes_every_field(tmp_path):
     assert report["data"]["cardinality_scale"] == 1.0 and report["data"]["rows"] == 3000
     for arm in ("spark", "baseline", "limit"):
         assert report[arm]["rows"] == 3000 and report[arm]["rows_per_second"] > 0 and report[arm]["peak_rss_mb"] > 0
+    # The job's peak is split by process: the JVM, the driver's Python and (if alive at the peak) the workers.
+    assert {"jvm", "python"} <= set(report["spark"]["peak_rss_mb_by_process"]) <= {"jvm", "python", "python_workers"}
+    assert set(report["baseline"]["peak_rss_mb_by_process"]) == {"python"}
     # The three arms keep the same rows and build the same vocabulary.
     assert report["outputs_agree"]["well_formed_rows"] and report["outputs_agree"]["vocabulary_size"]
     assert report["spark_vs_baseline_rows_per_second"] > 0 and report["spark_vs_limit_rows_per_second"] > 0

@@ -162,12 +162,14 @@ _LOOKUPS: dict[tuple, dict[str, VocabularyLookup]] = {}
 
 def _lookups(vocab_root: str, vocab_version: int, table_sizes: dict[str, int],
              columns: tuple[str, ...]) -> dict[str, VocabularyLookup]:
-    """A vocabulary version's lookups, loaded once per Python worker and version (workers are reused). Two
-    are kept: pass 1's reduce looks values up in the day's previous version, pass 2 in its new one."""
+    """A vocabulary version's lookups, loaded once per Python worker and version (workers are reused).
+
+    Only the latest is kept: a version's hash tables take about 40 bytes a value, per worker. Days go through
+    the versions in order (pass 1's reduce of day N reads version N-1, pass 2 writes with version N, and day
+    N+1's pass 1 reads version N again), so one entry still hits on every pass but the first."""
     key = (vocab_root, vocab_version, tuple(sorted(table_sizes.items())), columns)
     if key not in _LOOKUPS:
-        while len(_LOOKUPS) >= 2:
-            del _LOOKUPS[next(iter(_LOOKUPS))]
+        _LOOKUPS.clear()
         version = VocabVersion(Path(vocab_root), vocab_version, dict(table_sizes))
         _LOOKUPS[key] = {c: version.lookup(c) for c in columns}
     return _LOOKUPS[key]
