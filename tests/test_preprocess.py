@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from recdp.ids import FIRST_VALUE_ID
-from recdp.jobs.preprocess import PreprocessError, process_day
+from recdp.jobs.preprocess import (
+    MAX_SPLIT_SETTING,
+    PreprocessError,
+    balanced_split_bytes,
+    process_day,
+    spark_bytes,
+)
 from recdp.rawread import PartitionEmptyError, PartitionMissingError, read_partition
 from recdp.shards import read_shards
 from recdp.validate import ValidationFailed, validate_partition
@@ -172,3 +179,64 @@ def test_a_day_counted_in_spark_gives_what_a_small_day_counted_on_the_driver_giv
     assert outputs["driver"] == outputs["spark"]
     assert outputs["spark"][1]["bad_rows"] == 7 and outputs["spark"][1]["rows"] == 4000
     assert outputs["spark"][1]["vocab_version"] == 1
+
+
+def test_a_day_is_cut_into_equal_splits_per_task_slot_and_its_output_does_not_depend_on_them(spark, criteo,
+                                                                                               data_root):
+    make_day(criteo, data_root)
+    validate_partition(criteo, data_root, DAY)
+    processed = data_root.processed("criteo", DAY)
+    one_split = process_day(spark, criteo, data_root, DAY)
+    assert len(list((processed / "parquet").glob("part-*.parquet"))) == 1  # a small day stays one split
+    one_split_digest = digest(processed)
+    shutil.rmtree(processed)
+    shutil.rmtree(data_root.vocab("criteo"))
+
+    raw_bytes = raw_file(criteo, data_root).stat().st_size
+    spark.conf.set(MAX_SPLIT_SETTING, "100k")
+    try:
+        many = process_day(spark, criteo, data_root, DAY)
+        assert spark.conf.get(MAX_SPLIT_SETTING) == "100k"  # the session's own setting is back
+    finally:
+        spark.conf.unset(MAX_SPLIT_SETTING)
+    slots = spark.sparkContext.defaultParallelism
+    splits = len(list((processed / "parquet").glob("part-*.parquet")))
+    assert splits == balanced_split_count(raw_bytes, slots, 100 << 10) and splits % slots == 0 and splits > slots
+    # Splits are consecutive byte ranges written at offsets in their order: the same shards, ids and stats.
+    assert digest(processed) == one_split_digest
+    assert {k: v for k, v in many.items() if k not in ("seconds", "dense")} == {
+        k: v for k, v in one_split.items() if k not in ("seconds", "dense")}
+    for column, summary in one_split["dense"].items():  # sums taken in another order: the last bits differ
+        numbers = {k: v for k, v in summary.items() if k != "transform"}
+        assert {k: many["dense"][column][k] for k in numbers} == pytest.approx(numbers, rel=1e-9)
+
+
+def balanced_split_count(raw_bytes: int, slots: int, max_split_bytes: int) -> int:
+    size = balanced_split_bytes(raw_bytes, slots, max_split_bytes)
+    return -(-raw_bytes // size)
+
+
+@pytest.mark.parametrize(("raw_bytes", "slots", "expected"), [
+    (465 << 20, 2, 465 << 18),          # 4 equal splits, not 128 + 128 + 128 + 81 MB
+    (465 << 20, 1, -(-(465 << 20) // 4)),  # one slot: the same 4 splits
+    (465 << 20, 64, -(-(465 << 20) // 64)),  # a cluster: one split per slot
+    (100 << 20, 2, 50 << 20),           # below the maximum, one per slot
+    (1 << 20, 2, 4 << 20),              # a small day: one split (Spark's 4 MB floor)
+])
+def test_balanced_split_bytes(raw_bytes, slots, expected):
+    size = balanced_split_bytes(raw_bytes, slots, 128 << 20)
+    assert size == expected
+    assert size <= 128 << 20
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("128MB", 128 << 20), ("64m", 64 << 20), ("134217728b", 134217728), ("1048576", 1 << 20), ("1g", 1 << 30),
+    (" 100k ", 100 << 10)])
+def test_spark_bytes(setting, expected):
+    assert spark_bytes(setting) == expected
+
+
+@pytest.mark.parametrize("setting", ["", "12.5MB", "MB", "10 zb", "-5m"])
+def test_spark_bytes_refuses_what_is_not_a_size(setting):
+    with pytest.raises(ValueError, match="not a Spark size"):
+        spark_bytes(setting)

@@ -30,6 +30,8 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,11 @@ SPLIT_BUCKETS = 1_000_000
 # driver: at a few MB of counts, Spark's per-job overheads would cost more than the work.
 SMALL_DAY_BYTES = 8 << 20
 REDUCE_INPUT_BYTES = 64 << 20
+MAX_SPLIT_SETTING = "spark.sql.files.maxPartitionBytes"
+# Spark's own floor for a split (spark.sql.files.openCostInBytes' default): smaller days stay one split.
+MIN_SPLIT_BYTES = 4 << 20
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30,
+               "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
 
 
 class PreprocessError(RuntimeError):
@@ -261,14 +268,55 @@ def _stats_document(spec: DatasetSpec, day: dt.date, counts: DayCounts, splits: 
     }
 
 
+def spark_bytes(value: str) -> int:
+    """A Spark size setting ("128MB", "64m", "134217728b", "1048576") in bytes."""
+    text = value.strip().lower()
+    number = text.rstrip("bkmgt")
+    unit = text[len(number):]
+    if not number.isdigit() or unit not in _BYTE_UNITS:
+        raise ValueError(f"not a Spark size: {value!r}")
+    return int(number) * _BYTE_UNITS[unit]
+
+
+def balanced_split_bytes(raw_bytes: int, slots: int, max_split_bytes: int) -> int:
+    """The split size that cuts a day into a multiple of `slots` equal splits of at most `max_split_bytes`.
+
+    Spark's own cut is splits of the maximum and a shorter last one: on 2 slots a 465 MB day ran as
+    128 + 128 MB, then 128 + 81 MB, one slot idle for a third of the last wave, in each of the two passes.
+    Equal splits, as many per slot, keep every slot busy to the end. A task's memory stays bounded by
+    `max_split_bytes`, whatever the day's size."""
+    splits = -(-raw_bytes // max_split_bytes)
+    splits = -(-splits // slots) * slots
+    return max(min(MIN_SPLIT_BYTES, max_split_bytes), -(-raw_bytes // splits))
+
+
+@contextmanager
+def _balanced_splits(spark: SparkSession, raw_bytes: int) -> Iterator[None]:
+    """The day's scans cut by `balanced_split_bytes` under the session's own maximum, restored afterwards.
+    Each pass reads the setting when it plans its scan; days run one after another on the driver's thread."""
+    configured = spark.conf.get(MAX_SPLIT_SETTING)
+    size = balanced_split_bytes(raw_bytes, spark.sparkContext.defaultParallelism, spark_bytes(configured))
+    spark.conf.set(MAX_SPLIT_SETTING, str(size))
+    try:
+        yield
+    finally:
+        spark.conf.set(MAX_SPLIT_SETTING, configured)
+
+
 def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.date,
                 require_validation: bool = True) -> dict:
-    started = time.monotonic()
     if require_validation:
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
-    lines = raw_records(spark, spec, files)
     raw_bytes = sum(f.stat().st_size for f in files)
+    with _balanced_splits(spark, raw_bytes):
+        return _process_files(spark, spec, root, day, files, raw_bytes)
+
+
+def _process_files(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.date, files: list[Path],
+                   raw_bytes: int) -> dict:
+    started = time.monotonic()
+    lines = raw_records(spark, spec, files)
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
     value_counts, counts, filtered_against = counted_day(spark, spec, lines, raw_bytes, store)
