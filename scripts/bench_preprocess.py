@@ -1,7 +1,8 @@
 """`make bench-preprocess`: the Spark preprocessing job against its two single-process references.
 
 Data: generated Criteo-format days (recdp.synth, seed 7) at full Criteo cardinalities by default (up to 10M
-distinct values a column, Zipf; frequency threshold 2 as the spec says). In one run, on the same rows:
+distinct values a column, Zipf; frequency threshold 2 as the spec says), 4 days of 5M rows (20M rows; a real
+Criteo day holds about 45M). In one run, on the same rows:
   - spark:     one spark-submit of the job over all N days (local[*], JVM start included), shipped as the DAG
                ships it, from empty processed/ and vocab/ folders;
   - baseline:  scripts/baseline_preprocess.py, DLRM-style line by line, doing the same work (the same parse
@@ -9,7 +10,7 @@ distinct values a column, Zipf; frequency threshold 2 as the spec says). In one 
   - limit:     scripts/limit_preprocess.py, the same work in one process with pyarrow and numpy (no Parquet,
                no persistent vocabulary, a whole day in memory): how fast the work can go here.
 The outputs are compared (row counts, vocabulary sizes). Then, for memory against rows, the job alone on one
-day of --rows and on one day of --big-day-rows; and for cost against history, --small-days days of
+day of --memory-rows and on one day of --big-day-rows; and for cost against history, --small-days days of
 --small-rows rows in one submit, with the time of each day from its stats.json.
 Peak memory is the largest resident set of each process tree (JVM and Python workers), sampled every 100 ms.
 Writes docs/benchmarks/preprocess.json and prints the ratios.
@@ -71,8 +72,10 @@ def script_run(script: str, data: DataRoot, days: list[dt.date], work: Path) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--days", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows a day")
+    parser.add_argument("--memory-rows", type=int, default=2_000_000,
+                        help="rows of the day the big day's peak memory is compared with")
     parser.add_argument("--big-day-rows", type=int, default=20_000_000, help="0 skips the memory-against-rows run")
     parser.add_argument("--small-days", type=int, default=100, help="0 skips the cost-against-history run")
     parser.add_argument("--small-rows", type=int, default=500)
@@ -98,10 +101,11 @@ def main() -> None:
     memory = {}
     if args.big_day_rows:
         big = DataRoot((args.work / "big").resolve())
+        usual, usual_day = generated_days(spec, args.work, FIRST_DAY, 1, args.memory_rows, args.cardinality_scale)
         memory = memory_against_rows(
             "spark", args.big_day_rows,
             lambda: ensure_generated(spec, big, BIG_DAY, args.big_day_rows, args.cardinality_scale),
-            lambda: spark_run(spec, data, days[:1], args.work, "spark_small_day"),
+            lambda: spark_run(spec, usual, usual_day, args.work, "spark_small_day"),
             lambda: spark_run(spec, big, [BIG_DAY], args.work, "spark_big_day"))
 
     history = {}
@@ -133,7 +137,7 @@ def main() -> None:
     }
     out = write_report("preprocess", report, {
         "generator": "recdp.synth, criteo spec, seed 7", "cardinality_scale": args.cardinality_scale,
-        "rows": args.days * args.rows, "big_day_rows": args.big_day_rows,
+        "rows": args.days * args.rows, "memory_rows": args.memory_rows, "big_day_rows": args.big_day_rows,
         "small_days": args.small_days, "small_rows": args.small_rows}, args.out)
 
     print(f"\n{'arm':<10}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'peak MB':>10}{'vocabulary':>12}")

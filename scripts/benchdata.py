@@ -43,10 +43,10 @@ def ensure_generated(spec: DatasetSpec, data: DataRoot, day: dt.date, rows: int,
 
 def generated_days(spec: DatasetSpec, work: Path, first: dt.date, days: int, rows: int,
                    cardinality_scale: float) -> tuple[DataRoot, list[dt.date]]:
-    """`days` generated days of `rows` rows from `first`, under `work`/data (made only once); the data root
-    and the days."""
+    """`days` generated days of `rows` rows from `first`, under `work`/data-<rows> (made only once, so that
+    benchmarks sharing `work` with other row counts keep their days); the data root and the days."""
     work.mkdir(parents=True, exist_ok=True)
-    data = DataRoot((work / "data").resolve())
+    data = DataRoot((work / f"data-{rows}").resolve())
     dates = [first + dt.timedelta(days=i) for i in range(days)]
     for day in dates:
         ensure_generated(spec, data, day, rows, cardinality_scale)
