@@ -169,7 +169,7 @@ class VocabularyStore:
                 fresh = self._fresh_local(counts, current, freq_threshold)
             else:
                 fresh = self._fresh_spark(spark, counts, current, freq_threshold)
-            chosen = self._publish(current, _ranked(fresh, current.table_sizes), day, freq_threshold)
+            chosen = self._publish(current, fresh, day, freq_threshold)
             if chosen.version != current.version:
                 log.info("vocabulary: day %s made version %d with %d new values in %.1fs", day, chosen.version,
                          sum(chosen.table_sizes.values()) - sum(current.table_sizes.values()),
@@ -230,19 +230,26 @@ class VocabularyStore:
             return frequent.select(["column", "value", "count"]).slice(0, 0)
         return pa.concat_tables(parts)
 
-    def _publish(self, current: VocabVersion, delta: pa.Table, day: dt.date, freq_threshold: int) -> VocabVersion:
-        """Version N+1 from version N and the ranked delta: the values, the snapshot, the manifest, at once."""
-        added = {c: n for c, n in zip(*[v.to_pylist() for v in delta.group_by("column").aggregate(
-            [("id", "count")]).select(["column", "id_count"]).columns], strict=True)}
-        if not added:
+    def _publish(self, current: VocabVersion, fresh: pa.Table, day: dt.date, freq_threshold: int) -> VocabVersion:
+        """Version N+1 from version N and the day's new values (column, value, count): each column's ranked
+        values, its snapshot and the manifest, at once. One column at a time: at full Criteo cardinalities a
+        day brings millions of new values, and the driver then holds one column's, not all of them."""
+        if fresh.num_rows == 0:
             log.info("vocabulary: day %s adds no value; using version %d", day, current.version)
             return current
         version = current.version + 1
-        sizes = {c: current.table_sizes[c] + added.get(c, 0) for c in self.columns}
+        added: dict[str, int] = {}
         with staged_directory(self.root / version_dir(version)) as staging:
             (staging / "values").mkdir()
-            pq.write_table(delta, staging / "values" / "part-00000.parquet")
-            self._write_snapshot(current, delta, staging / SNAPSHOT)
+            (staging / SNAPSHOT).mkdir()
+            previous = current.snapshot_dir() if current.version else None
+            for index, column in enumerate(self.columns):
+                new = _ranked(fresh.filter(pc.equal(fresh["column"], column)), current.table_sizes[column])
+                if new.num_rows:
+                    pq.write_table(new, staging / "values" / f"part-{index:05d}.parquet")
+                    added[column] = new.num_rows
+                self._write_snapshot_column(current, previous, column, new, staging / SNAPSHOT)
+            sizes = {c: current.table_sizes[c] + added.get(c, 0) for c in self.columns}
             write_json_atomic(staging / "manifest.json", {
                 "version": version, "parent": current.version, "created_for_day": day.isoformat(),
                 "freq_threshold": freq_threshold, "added": added, "table_sizes": sizes,
@@ -250,38 +257,29 @@ class VocabularyStore:
             })
         return VocabVersion(self.root, version, sizes)
 
-    def _write_snapshot(self, current: VocabVersion, delta: pa.Table, directory: Path) -> None:
-        """Version N's snapshot: version N-1's plus the delta, one column at a time (memory: one column)."""
-        directory.mkdir()
-        previous = current.snapshot_dir() if current.version else None
-        for column in self.columns:
-            new = delta.filter(pc.equal(delta["column"], column)).select(["value", "id"])
-            if new.num_rows == 0 and previous is not None and previous.name == SNAPSHOT and \
-                    _version_of(previous.parent) == current.version:
-                try:  # unchanged: the same file, not a copy
-                    os.link(previous / f"{column}.parquet", directory / f"{column}.parquet")
-                except OSError:  # a file system without hard links
-                    shutil.copyfile(previous / f"{column}.parquet", directory / f"{column}.parquet")
-                continue
-            old = current.column_table(column).cast(new.schema)
-            merged = pa.concat_tables([old, new]).sort_by("value")
-            pq.write_table(pa.table({"column": pa.repeat(column, merged.num_rows), "value": merged["value"],
-                                     "id": merged["id"]}), directory / f"{column}.parquet")
+    def _write_snapshot_column(self, current: VocabVersion, previous: Path | None, column: str, new: pa.Table,
+                               directory: Path) -> None:
+        """A column of version N's snapshot: version N-1's plus its new values (`new`: column, value, id, ...)."""
+        if new.num_rows == 0 and previous is not None and previous.name == SNAPSHOT and \
+                _version_of(previous.parent) == current.version:
+            try:  # unchanged: the same file, not a copy
+                os.link(previous / f"{column}.parquet", directory / f"{column}.parquet")
+            except OSError:  # a file system without hard links
+                shutil.copyfile(previous / f"{column}.parquet", directory / f"{column}.parquet")
+            return
+        added = new.select(["value", "id"])
+        old = current.column_table(column).cast(added.schema)
+        merged = pa.concat_tables([old, added]).sort_by("value")
+        pq.write_table(pa.table({"column": pa.repeat(column, merged.num_rows), "value": merged["value"],
+                                 "id": merged["id"]}), directory / f"{column}.parquet")
 
 
-def _ranked(fresh: pa.Table, table_sizes: dict[str, int]) -> pa.Table:
-    """(column, value, id, count): each column's new values get its next ids, most frequent first, ties by
-    value, so that the assignment does not depend on how Spark ordered the rows."""
-    ordered = fresh.sort_by([("column", "ascending"), ("count", "descending"), ("value", "ascending")])
-    ids = np.empty(ordered.num_rows, np.int32)
-    if ordered.num_rows:
-        runs = pc.run_end_encode(ordered["column"].combine_chunks())  # one run per column, as they are sorted
-        first = 0
-        for column, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
-            ids[first:end] = table_sizes[column] + np.arange(end - first)
-            first = end
-    return pa.table({"column": ordered["column"], "value": ordered["value"], "id": pa.array(ids, pa.int32()),
-                     "count": ordered["count"]})
+def _ranked(fresh: pa.Table, first_id: int) -> pa.Table:
+    """(column, value, id, count): one column's new values get its next ids from `first_id`, most frequent
+    first, ties by value, so that the assignment does not depend on how Spark ordered the rows."""
+    ordered = fresh.sort_by([("count", "descending"), ("value", "ascending")])
+    ids = pa.array(first_id + np.arange(ordered.num_rows, dtype=np.int32), pa.int32())
+    return pa.table({"column": ordered["column"], "value": ordered["value"], "id": ids, "count": ordered["count"]})
 
 
 def count_values(frame: DataFrame, columns: list[str]) -> DataFrame:
