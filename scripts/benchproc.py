@@ -27,6 +27,11 @@ def _kind(member: psutil.Process) -> str:
     return "python" if name.startswith("python") else "other"
 
 
+# A child younger than this is not counted: between fork (or vfork) and exec it shares its parent's pages,
+# and its resident set repeats the parent's (a JVM's helper once showed the JVM's 956 MB a second time).
+SETTLING_SECONDS = 1.0
+
+
 def tree_rss_by_kind(process: psutil.Process) -> dict[str, int]:
     """The resident set of a process tree, in bytes, by kind of process (see `_kind`)."""
     try:
@@ -34,8 +39,11 @@ def tree_rss_by_kind(process: psutil.Process) -> dict[str, int]:
     except psutil.Error:  # the process ended between two samples
         return {}
     totals: dict[str, int] = {}
+    now = time.time()
     for member in members:
         try:
+            if member is not process and now - member.create_time() < SETTLING_SECONDS:
+                continue
             kind = _kind(member)
             totals[kind] = totals.get(kind, 0) + member.memory_info().rss
         except psutil.Error:
