@@ -18,7 +18,8 @@ def tree_rss(process: psutil.Process) -> int:
 
 
 def _kind(member: psutil.Process) -> str:
-    """"jvm", "python_workers" (PySpark's daemon and its forks) or "python" (the driver, or a plain script)."""
+    """"jvm", "python_workers" (PySpark's daemon and its forks), "python" (the driver, or a plain script), or
+    "other" (a shell, a helper)."""
     name = member.name()
     if name.startswith("java"):
         return "jvm"
