@@ -13,10 +13,6 @@ import psutil
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def tree_rss(process: psutil.Process) -> int:
-    return sum(tree_rss_by_kind(process).values())
-
-
 def _kind(member: psutil.Process) -> str:
     """"jvm", "python_workers" (PySpark's daemon and its forks), "python" (the driver, or a plain script), or
     "other" (a shell, a helper)."""
