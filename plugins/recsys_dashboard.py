@@ -4,8 +4,8 @@
   (plugin apps are not protected by Airflow itself: requires_authenticated() checks the UI's session
   cookie or an API Bearer token).
 - external_views: a "Recsys retraining" entry in the Browse menu, showing /recsys/ in the UI.
-- global_operator_extra_links: "Data Docs" on the validate task, "MLflow" on run_trial, select_best,
-  evaluate and promote. MLflow links use RECSYS_MLFLOW_UI (the MLflow UI's URL, default
+- global_operator_extra_links: "Data Docs" on the validate task, "MLflow" on run_trials (a slot's newest
+  trial), select_best, evaluate and promote. MLflow links use RECSYS_MLFLOW_UI (the MLflow UI's URL, default
   http://127.0.0.1:5000).
 """
 
@@ -63,11 +63,11 @@ class MlflowLink(BaseOperatorLink):
     name = "MLflow"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if ti_key.dag_id != DAG_ID or ti_key.task_id not in ("run_trial", "select_best", "evaluate", "promote"):
+        if ti_key.dag_id != DAG_ID or ti_key.task_id not in ("run_trials", "select_best", "evaluate", "promote"):
             return ""
         ui = os.environ.get("RECSYS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
-        if ti_key.task_id == "run_trial":
-            report = _xcom(ti_key, "run_trial")
+        if ti_key.task_id == "run_trials":
+            report = _xcom(ti_key, "run_trials")
             run = report.get("mlflow_run") if isinstance(report, dict) else None
             return f"{ui}/#/runs/{run}" if run else ""
         # The run's experiment: every trial of this DAG run.

@@ -38,14 +38,15 @@ from scripts.benchdata import prepared_training_day  # noqa: E402
 from scripts.benchreport import RESULTS, code_fingerprint, provenance, write_report  # noqa: E402
 from sda.advisors import AdviceRequest, advise  # noqa: E402
 from sda.hpo import LocalBackend, Observation  # noqa: E402
-from sda.hpo.runner import optimize  # noqa: E402
-from sda.recipe import Experiment, Recipe, parse_recipe  # noqa: E402
+from sda.hpo.experiment import Experiment  # noqa: E402
+from sda.recipe import Recipe, parse_recipe  # noqa: E402
+from sda.trials import optimize  # noqa: E402
 
 COMPUTE_TARGET, SPEED_TARGET = 5.0, 1.25
 # The code a repeat's figures depend on, once its data is processed: advisor, optimizer, trainer, models and
 # the shard reader, and this benchmark. A change to any of it discards the kept repeats.
-SEARCH_CODE = ("sda/advisors", "sda/hpo", "sda/models", "sda/recipe.py", "sda/train.py", "sda/optim.py",
-               "sda/data.py", "recdp/shards.py", "scripts/bench_hpo.py", "scripts/benchdata.py")
+SEARCH_CODE = ("sda/advisors", "sda/hpo", "sda/trials.py", "sda/models", "sda/recipe.py", "sda/train.py",
+               "sda/optim.py", "sda/data.py", "recdp/shards.py", "scripts/bench_hpo.py", "scripts/benchdata.py")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def run_dag(dataset: str, day: dt.date, conf: dict) -> tuple[str, dict[str, str]
 def summary(root: DataRoot, dataset: str, day: dt.date, run_id: str, states: dict[str, str], seconds: float) -> str:
     lines = ["", "=" * 72, f"recsys_retrain demo: {dataset} day={day} in {seconds:.0f}s", "-" * 72]
     order = ["partition_ready", "validate", "gate_dry_run", "preprocess", "plan", "create_experiment",
-             "run_trial", "select_best", "evaluate", "promote"]
+             "run_trials", "select_best", "evaluate", "promote"]
     lines += [f"  {task:<18} {states.get(task, 'not run')}" for task in order]
     report = root.validation_report(dataset, day)
     if report:

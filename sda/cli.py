@@ -65,7 +65,7 @@ def _backend(args: argparse.Namespace):
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from sda.hpo.runner import optimize
+    from sda.trials import optimize
 
     recipe = load_recipe(args.recipe)
     backend = _backend(args)

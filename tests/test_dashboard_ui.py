@@ -225,7 +225,7 @@ def test_task_links_lead_to_data_docs_and_mlflow(airflow):
     assert validate == {"Data Docs": f"/recsys/docs/criteo/{day}/index.html", "MLflow": None}  # None: not shown
     docs = requests.get(base + validate["Data Docs"], headers=auth, timeout=30)
     assert docs.status_code == 200 and "expectation" in docs.text.lower()
-    trial = links("run_trial", 0)["MLflow"]
+    trial = links("run_trials", 0)["MLflow"]
     assert trial.startswith("http://mlflow.test/#/runs/") and len(trial.rsplit("/", 1)[1]) == 32
     experiment = links("promote")["MLflow"]
     assert experiment.startswith("http://mlflow.test/#/experiments?searchFilter=recsys_retrain")

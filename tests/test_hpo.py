@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from sda.hpo import BandwidthExceeded, BudgetExhausted, LocalBackend, OptimizerError
-from sda.recipe import Experiment
+from sda.hpo.experiment import Experiment
 
 
 def experiment(**changes) -> Experiment:
@@ -181,7 +184,7 @@ def test_warm_start_tries_the_previous_best_first(backend):
 
 def test_median_stopping_rule():
     from sda.hpo import Observation
-    from sda.hpo.runner import MedianStopping, decode_curve, encode_curve
+    from sda.trials import MedianStopping, decode_curve, encode_curve
 
     def done(*points):
         curve = encode_curve([{"fraction": f, "auc": a, "step": 3} for f, a in points])
@@ -199,8 +202,8 @@ def test_median_stopping_rule():
 
 
 def test_training_seconds_budget_stops_the_experiment(tmp_path):
-    from sda.hpo.runner import optimize
     from sda.recipe import parse_recipe
+    from sda.trials import optimize
     from tests.test_train import make_processed_day
 
     day = make_processed_day(tmp_path, rows=4000)
@@ -260,7 +263,7 @@ def test_open_suggestions_carry_their_metadata(backend):
 
 def test_cost_aware_median_stopping_spares_cheaper_trials():
     from sda.hpo import Observation
-    from sda.hpo.runner import MedianStopping
+    from sda.trials import MedianStopping
 
     def done(auc_at_quarter: float, seconds: float) -> Observation:
         return Observation(0, {}, {"auc": 0.8}, False, metadata={"curve": f"0.25:{auc_at_quarter},1:0.8",
@@ -275,8 +278,8 @@ def test_cost_aware_median_stopping_spares_cheaper_trials():
 
 
 def test_layer_widths_are_tuned_as_categorical_values():
-    from sda.hpo.runner import configs_for
     from sda.recipe import parse_recipe
+    from sda.trials import configs_for
 
     recipe = parse_recipe({
         "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [64, 32]},
@@ -295,3 +298,13 @@ def test_a_suggestion_with_assignments_gets_exactly_them_even_with_a_queue(backe
     assert manual.assignments == wanted
     queued = backend.suggest("exp")  # the warm start is still queued, for the next ordinary suggestion
     assert queued.assignments["learning_rate"] == 0.05 and queued.assignments["batch_size"] == 256
+
+
+def test_the_optimizer_engine_imports_no_model_or_trainer():
+    """sda.hpo is an engine of experiments: the trial runner (sda.trials) brings the models and the trainer."""
+    code = ("import sys; import sda.hpo, sda.hpo.experiment, sda.hpo.factory, sda.hpo.selection, sda.hpo.sigopt; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m in ('sda.train', 'sda.models', "
+            "'sda.trials', 'sda.recipe')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert loaded == "[]"

@@ -87,37 +87,82 @@ def test_plan_writes_the_advised_recipe_and_names_the_experiment_by_its_content(
     assert RunPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
 
-def test_slots_run_trials_track_them_and_stop_when_the_budget_is_spent(root, backend, tracking):
+def test_a_slot_runs_trials_until_the_budget_is_spent_and_tracks_each(root, backend, tracking):
     processed_day(root, DAY)
     plan = plan_run(root, request())
-    assert open_experiment(root, backend, tracking, plan) == [0, 1]
-    reports = [run_slot(backend, tracking, plan, slot) for slot in (0, 1)]
-    assert [r.status for r in reports] == ["ok", "ok"]
-    assert all((root.experiment_run(plan.run_id) / "trials" / f"trial-{r.suggestion}" / "model.pt").is_file()
-               for r in reports)
-    late = run_slot(backend, tracking, plan, 2)
-    assert late.status == "not run" and "2/2 observations" in late.reason
+    assert plan.parallel_bandwidth == 1
+    assert open_experiment(root, backend, tracking, plan) == [0]  # one slot per trial that may run at once
+    report = run_slot(backend, tracking, plan, 0)
+    assert [t.status for t in report.trials] == ["ok", "ok"] and "2/2 observations" in report.ended
+    assert all((root.experiment_run(plan.run_id) / "trials" / f"trial-{t.suggestion}" / "model.pt").is_file()
+               for t in report.trials)
+    assert report.mlflow_run == report.trials[-1].mlflow_run
+    late = run_slot(backend, tracking, plan, 1)
+    assert late.trials == [] and "2/2 observations" in late.ended
     best = select_best(root, backend, plan)
-    assert best["observations"] == 2 and best["best"]["suggestion"] in {r.suggestion for r in reports}
+    assert best["observations"] == 2 and best["best"]["suggestion"] in {t.suggestion for t in report.trials}
     assert json.loads((root.experiment_run(plan.run_id) / "best.json").read_text()) == json.loads(
         json.dumps(best, default=str))
     client = MlflowClient(tracking.tracking_uri)
     experiment = client.get_experiment_by_name(plan.mlflow_experiment)
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
-    assert {r.data.tags["recsys.suggestion"] for r in runs} == {str(r.suggestion) for r in reports}
+    assert {r.data.tags["recsys.suggestion"] for r in runs} == {str(t.suggestion) for t in report.trials}
+    again = run_slot(backend, tracking, plan, 0)  # a rerun of the slot: its trials, nothing trained again
+    assert [t.suggestion for t in again.trials] == [t.suggestion for t in report.trials]
+    assert backend.progress(plan.experiment).observation_count == 2 and len(client.search_runs(
+        [experiment.experiment_id])) == 2
+
+
+def test_slots_follow_the_bandwidth_so_none_waits_on_a_slow_trial(root, tracking, monkeypatch):
+    """The 100M-row defect by its mechanism: bandwidth 1 and two worker slots, one trial slower than a
+    waiting slot's patience. Slots were one per observation, so the second waited for the bandwidth and failed
+    when its wait ran out (select_best then never ran). Now there is one slot per unit of bandwidth."""
+    import threading
+    import time
+
+    import sda.retrain.slots as slots
+    from sda.trials import run_trial
+
+    def slow_trial(*args, **kwargs):
+        time.sleep(3.0)  # longer than the 1 s any slot would wait for a suggestion
+        return run_trial(*args, **kwargs)
+
+    monkeypatch.setattr(slots, "run_trial", slow_trial)
+    processed_day(root, DAY)
+    plan = plan_run(root, request(workers=2))  # two workers, as RECSYS_TRIAL_WORKERS=2 gives the DAG
+    assert (plan.parallel_bandwidth, plan.observation_budget) == (1, 2)
+    backend = LocalBackend(root.optimizer_storage(), seed=0)
+    reports, errors = [], []
+
+    def work(slot: int) -> None:
+        try:
+            reports.append(run_slot(LocalBackend(root.optimizer_storage(), seed=0), tracking, plan, slot,
+                                    wait_seconds=1.0))
+        except Exception as error:  # what a failed slot task would raise
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(slot,))
+               for slot in open_experiment(root, backend, tracking, plan)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert errors == [] and len(workers) == 1
+    assert [t.status for t in reports[0].trials] == ["ok", "ok"]
+    assert select_best(root, backend, plan)["observations"] == 2
 
 
 def test_a_killed_attempt_is_abandoned_and_its_assignments_rerun(root, backend, tracking):
     processed_day(root, DAY)
-    plan = plan_run(root, request())
+    plan = plan_run(root, request(max_trials=1))
     open_experiment(root, backend, tracking, plan)
     # What a worker killed mid-trial leaves: an open suggestion and a RUNNING MLflow run for its slot.
     slot_key = f"{plan.run_id}#0"
     stale = backend.suggest(plan.experiment, metadata={"slot": slot_key})
     mlflow_experiment = tracking.experiment(plan.mlflow_experiment)
     stale_run = tracking.start_trial(mlflow_experiment, slot_key, stale.id, stale.assignments, {})
-    retry = run_slot(backend, tracking, plan, 0)
+    [retry] = run_slot(backend, tracking, plan, 0).trials
     assert retry.status == "ok" and retry.suggestion != stale.id and retry.assignments == stale.assignments
     progress = backend.progress(plan.experiment)
     assert (progress.observation_count, progress.abandoned_count, progress.open_suggestions) == (1, 1, 0)
@@ -129,8 +174,7 @@ def test_a_killed_attempt_is_abandoned_and_its_assignments_rerun(root, backend, 
 def test_no_feasible_trial_selects_nothing_and_says_why(root, backend, tracking):
     processed_day(root, DAY)
     plan = plan_run(root, request(champion_auc=0.999))  # AUC threshold 0.997: out of reach
-    open_experiment(root, backend, tracking, plan)
-    for slot in (0, 1):
+    for slot in open_experiment(root, backend, tracking, plan):
         run_slot(backend, tracking, plan, slot)
     best = select_best(root, backend, plan)
     assert best["best"] is None and "no observation met every threshold" in best["reason"]
@@ -140,8 +184,7 @@ def test_no_feasible_trial_selects_nothing_and_says_why(root, backend, tracking)
 def test_the_next_day_warm_starts_from_the_previous_best(root, backend, tracking):
     processed_day(root, DAY)
     first = plan_run(root, request())
-    open_experiment(root, backend, tracking, first)
-    for slot in (0, 1):
+    for slot in open_experiment(root, backend, tracking, first):
         run_slot(backend, tracking, first, slot)
     chosen = select_best(root, backend, first)["best"]
     following = DAY + dt.timedelta(days=1)
@@ -162,8 +205,7 @@ def _whole_run(root, backend, tracking, day: dt.date) -> RunPlan:
     target = root.processed("clicks", day)
     shutil.copytree(target / "shards" / "valid", target / "shards" / "test")  # the holdout split
     plan = plan_run(root, request(day, min_delta=0.0))
-    open_experiment(root, backend, tracking, plan)
-    for slot in (0, 1):
+    for slot in open_experiment(root, backend, tracking, plan):
         run_slot(backend, tracking, plan, slot)
     select_best(root, backend, plan)
     return plan

@@ -258,7 +258,7 @@ def test_a_backfill_of_three_days_under_the_real_scheduler(deployment):
         # Each partition validated and processed exactly once: one attempt each, and one output each.
         for task in ("partition_ready", "validate", "preprocess"):
             assert tis[(task, -1)]["state"] == "success" and tis[(task, -1)]["try_number"] == 1, (day, task)
-        assert sum(1 for key in tis if key[0] == "run_trial") == 2
+        assert sum(1 for key in tis if key[0] == "run_trials") == 1  # bandwidth 1: one slot for both trials
         assert (root.validation("criteo", day) / "report.json").is_file()
         assert (root.processed("criteo", day) / "_SUCCESS").is_file()
     leftovers = [p for p in root.root.rglob(".staging-*")] + [p for p in root.root.rglob(".retired-*")]

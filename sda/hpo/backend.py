@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sda.recipe import Experiment
+from sda.hpo.experiment import Experiment
 
 
 class OptimizerError(RuntimeError):

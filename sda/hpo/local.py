@@ -47,8 +47,8 @@ from sda.hpo.backend import (
     StoreUnavailable,
     Suggestion,
 )
+from sda.hpo.experiment import Experiment, Metric, Parameter
 from sda.hpo.optuna_store import TrialStore
-from sda.recipe import Experiment, Metric, Parameter
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sda.hpo.backend import Observation
-from sda.recipe import Experiment
+from sda.hpo.experiment import Experiment
 
 
 def choose(front: Sequence[Observation], experiment: Experiment, tolerance: float) -> Observation | None:

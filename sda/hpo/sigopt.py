@@ -23,8 +23,8 @@ from sda.hpo.backend import (
     Progress,
     Suggestion,
 )
+from sda.hpo.experiment import Experiment
 from sda.hpo.local import fitting_assignments
-from sda.recipe import Experiment
 
 FAILED_REASON = "failed_reason"  # observation metadata key of a failed observation's reason
 ABANDONED = "abandoned"  # suggestion metadata flag of re-queued assignments

@@ -23,8 +23,9 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sda.hpo.backend import OptimizerError
+from sda.hpo.experiment import Experiment
 from sda.hpo.local import CREATED_ATTR, EXPERIMENT_ATTR, LocalBackend
-from sda.recipe import Experiment, RecipeError
+from sda.recipe import RecipeError
 from sda.serve import objects
 
 STATE_ATTR = "sigopt_state"

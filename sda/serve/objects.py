@@ -9,7 +9,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from sda.hpo.backend import Observation, Suggestion
-from sda.recipe import Experiment, Parameter
+from sda.hpo.experiment import Experiment, Parameter
 
 MAX_PAGE = 1000
 

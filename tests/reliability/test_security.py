@@ -501,8 +501,8 @@ def test_serve_with_a_token_refuses_requests_without_it(token_server, ledger):
 def test_the_sigopt_token_is_in_no_error_log_output_or_file(token_server, tmp_path, caplog, capfd, monkeypatch,
                                                             ledger):
     from sda.hpo import OptimizerError
+    from sda.hpo.experiment import Experiment
     from sda.hpo.factory import SigOptCredentials, backend_from_env
-    from sda.recipe import Experiment
 
     caplog.set_level(logging.DEBUG)  # every logger, urllib3's request lines included
     log = logging.getLogger("sda.reliability.security")

@@ -1,0 +1,122 @@
+"""Decide and promote: the chosen trial against the champion on the same holdout (decision.json), and a
+`promote` decision carried out in the MLflow registry (an atomic alias switch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from recdp.storage import run_key, write_json_atomic
+from sda.policy import PromotionPolicy
+from sda.promote import Candidate, Challenger, ChampionChanged, Decision, Registry, evaluate, lineage_tags, promote
+from sda.recipe import load_recipe
+from sda.retrain.planning import RunPlan
+from sda.tracking import Tracking
+
+log = logging.getLogger(__name__)
+
+
+def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
+    chosen = best["best"]
+    trial_dir = Path(chosen["model_path"]).parent
+    result = json.loads((trial_dir / "result.json").read_text()) if (trial_dir / "result.json").is_file() else {}
+    stats = json.loads((Path(plan.day_dirs[-1]) / "stats.json").read_text())
+    recipe_bytes = Path(plan.recipe_path).read_bytes()
+    lineage = lineage_tags({
+        "dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
+        "training_window": ",".join(Path(d).name.removeprefix("day=") for d in plan.day_dirs),
+        "vocab_version": stats.get("vocab_version"), "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
+        "optimizer_experiment": plan.experiment, "trial": chosen["suggestion"],
+        "mlflow_run": result.get("mlflow_run"),
+        **{f"metric.{k}": round(float(v), 6) for k, v in (chosen["values"] or {}).items()},
+    })
+    model_bytes = result.get("metrics", {}).get("model_bytes")
+    return Challenger(Path(chosen["model_path"]), plan.day, f"challenger (trial {chosen['suggestion']})",
+                      chosen.get("training_seconds"), int(model_bytes) if model_bytes else None, lineage)
+
+
+def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
+    """decision.json: the chosen trial against the champion on the run's holdout (the newest day's test
+    split, which neither trained on), by the recipe's promotion policy."""
+    run_dir = Path(plan.run_dir)
+    best_bytes = (run_dir / "best.json").read_bytes()
+    best = json.loads(best_bytes)
+    best_sha256 = hashlib.sha256(best_bytes).hexdigest()
+    registry = Registry(tracking, plan.dataset)
+    earlier = _standing_decision(run_dir / "decision.json", best_sha256, registry)
+    if earlier is not None:
+        log.info("decision for %s day=%s stands (a rerun): %s (%s)", plan.dataset, plan.day, earlier["verdict"],
+                 earlier["reason"])
+        return earlier
+    recipe = load_recipe(Path(plan.recipe_path))
+    if best["best"] is None:
+        champion = registry.champion()
+        document = {"verdict": "keep", "reason": f"no challenger: {best.get('reason')}", "challenger": None,
+                    "champion": {"version": champion.version} if champion else None,
+                    "policy": recipe.promotion.model_dump(), "holdout": None, "checks": [], "bootstrap": None}
+    else:
+        decision = evaluate(registry, _challenger(plan, best), Path(plan.day_dirs[-1]), plan.day, recipe.promotion)
+        document = decision.to_dict()
+    document.update({"dataset": plan.dataset, "day": plan.day, "run_id": plan.run_id,
+                     "registered_model": registry.name, "best_sha256": best_sha256})
+    write_json_atomic(run_dir / "decision.json", document)
+    log.info("decision for %s day=%s: %s (%s)", plan.dataset, plan.day, document["verdict"], document["reason"])
+    return document
+
+
+def _standing_decision(path: Path, best_sha256: str, registry: Registry) -> dict[str, Any] | None:
+    """The run's earlier decision when a rerun must not remake it: it judged the same best.json and was
+    either carried out (history: later champions do not rewrite it) or made against the champion that still
+    serves (the same inputs give the same verdict). Otherwise the decision is made again."""
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text())
+    if document.get("best_sha256") != best_sha256:
+        return None
+    if document.get("applied"):
+        return document
+    champion = registry.champion()
+    judged = (document.get("champion") or {}).get("version")
+    return document if judged == (champion.version if champion else None) else None
+
+
+def promote_run(tracking: Tracking, plan: RunPlan, before_switch=None, attempts: int = 3) -> dict[str, Any]:
+    """Carry out decision.json. The alias moves only after the version and its files are complete; a crash
+    at any point leaves the previous champion serving, and a retry finishes the job. When another run (a
+    concurrent backfill day) switched the champion since this decision, the decision is made again against
+    the champion serving now, and that one is carried out."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _carry_out(tracking, plan, before_switch)
+        except ChampionChanged as changed:
+            if attempt == attempts:
+                raise
+            log.warning("%s; deciding again (attempt %d/%d)", changed, attempt + 1, attempts)
+            evaluate_run(tracking, plan)
+    raise AssertionError("unreachable")
+
+
+def _carry_out(tracking: Tracking, plan: RunPlan, before_switch) -> dict[str, Any]:
+    run_dir = Path(plan.run_dir)
+    document = json.loads((run_dir / "decision.json").read_text())
+    if document["verdict"] != "promote":
+        return {"verdict": "keep", "reason": document["reason"], "version": None}
+    if document.get("applied"):  # a rerun: this run's promotion happened; a newer champion may serve since
+        return {"verdict": "promote", "reason": document["reason"], "version": document["applied"]["version"]}
+    registry = Registry(tracking, plan.dataset)
+    best = json.loads((run_dir / "best.json").read_text())
+    challenger = _challenger(plan, best)
+    champion = document.get("champion")
+    decision = Decision(document["verdict"], document["reason"], Candidate(**document["challenger"]),
+                        Candidate(**champion) if champion else None, PromotionPolicy(**document["policy"]),
+                        document["holdout"])
+    files = {"decision.json": document, "best.json": best,
+             "recipe.json": load_recipe(Path(plan.recipe_path)).model_dump(mode="json", exclude_none=True)}
+    version = promote(registry, challenger, decision, run_key(plan.run_id), files, before_switch=before_switch)
+    document["applied"] = {"version": version, "registered_model": registry.name, "at": int(time.time())}
+    write_json_atomic(run_dir / "decision.json", document)
+    return {"verdict": "promote", "reason": document["reason"], "version": version}
