@@ -1,7 +1,9 @@
 """recsys_retrain: one run retrains the CTR model on one day partition.
 
 partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-submit)
-    -> plan (advised recipe) -> create_experiment -> run_trial x N (at most RECSYS_TRIAL_WORKERS at once)
+    -> monitor (the champion's served AUC on the new day) -> plan (advised recipe) -> create_experiment
+    -> run_trials x parallel_bandwidth (each slot runs trials until the experiment is over; at most
+       RECSYS_TRIAL_WORKERS at once)
     -> select_best -> evaluate (challenger vs champion, same holdout) -> promote (registry alias switch)
 
 The run's partition is its data interval's start day, or the `day` Param of a UI trigger. Unpausing the DAG
@@ -30,7 +32,8 @@ from sda.models import MODEL_NAMES  # the configs only: torch is imported by the
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PREPROCESS_JOB = PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"
 SPARK_PROPERTIES = PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"
-# Trials of one run that may train at once (Airflow slots); the advisor sizes parallel_bandwidth to it.
+# Trial slots of one run that may train at once (Airflow task instances); the advisor caps parallel_bandwidth,
+# the number of slots a run maps, to it.
 TRIAL_WORKERS = int(os.environ.get("RECSYS_TRIAL_WORKERS", "2"))
 # The first day the schedule covers, and whether unpausing runs every day since (catchup) or the latest only.
 START_DATE = pendulum.parse(os.environ.get("RECSYS_START_DATE", "2026-01-01"), tz="UTC")
@@ -78,6 +81,9 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                                       description="processed partitions (ending at the day) to train on"),
         "dry_run": Param(False, type="boolean",
                          description="validate only: write the validation report, change nothing downstream"),
+        "accept_drift": Param(None, type=["null", "string"], minLength=3, maxLength=500,
+                              description="accept the day if it fails on drift alone (beyond the spec's hard "
+                                          "limits), for this reason; it becomes the drift baseline"),
         "model": Param("dlrm", type="string", enum=list(MODEL_NAMES), description="the model to retrain"),
         "budget_seconds": Param(1800, type="number", exclusiveMinimum=0, maximum=7 * 24 * 3600,
                                 description="training seconds the whole experiment may spend"),
@@ -113,14 +119,20 @@ def recsys_retrain():
     def validate(target: dict[str, str]) -> dict:
         from recdp.validate import ValidationFailed, validate_partition  # GX is heavy: import it at run time
 
+        context = get_current_context()
+        reason = context["params"].get("accept_drift")
         try:
-            report = validate_partition(load_spec(target["dataset"]), DataRoot.from_env(), target["day"])
+            report = validate_partition(load_spec(target["dataset"]), DataRoot.from_env(), target["day"],
+                                        accept_reason=reason, accepted_by=f"accept_drift Param of {context['run_id']}")
         except ValidationFailed as failure:
-            raise AirflowFailException(f"validation failed, partition quarantined: {failure}") from failure
+            hint = (" It failed on drift alone: trigger the day again with the accept_drift Param (a reason) to "
+                    "accept it as the new baseline." if failure.report.drift_only else "")
+            raise AirflowFailException(f"validation failed, partition quarantined: {failure}{hint}") from failure
         except PartitionError as error:  # missing, empty, or files that cannot be read as this dataset
             raise AirflowFailException(str(error)) from error
         print(report.summary())
-        return {"rows": report.rows_valid, "bad_rows": report.bad_rows, "data_docs": report.data_docs}
+        return {"rows": report.rows_valid, "bad_rows": report.bad_rows, "data_docs": report.data_docs,
+                "status": report.status, "drift": report.drift}
 
     @task.short_circuit
     def gate_dry_run() -> bool:
@@ -156,6 +168,17 @@ def recsys_retrain():
         retries=1,
     )
     @task
+    def monitor(target: dict[str, str]) -> dict:
+        """The serving champion on the new day's holdout (served AUC), before any training."""
+        from sda.monitor import monitor_day
+
+        root = DataRoot.from_env()
+        record = monitor_day(root, _tracking(root), target["dataset"], target["day"])
+        shown = f"{record.served_auc:.4f}" if record.served_auc is not None else f"none ({record.reason})"
+        print(f"served AUC on {target['day']}: {shown}; drift findings: {len(record.drift)}")
+        return record.to_dict()
+
+    @task
     def plan(target: dict[str, str]) -> dict:
         from sda.retrain import NoTrainingData, RunRequest, champion_auc, plan_run
 
@@ -182,20 +205,20 @@ def recsys_retrain():
 
     @task(max_active_tis_per_dagrun=TRIAL_WORKERS, retries=2, retry_delay=timedelta(minutes=1),
           map_index_template="slot {{ task.op_kwargs['slot'] }}")
-    def run_trial(run_plan: dict, slot: int) -> dict:
-        from dataclasses import asdict
-
+    def run_trials(run_plan: dict, slot: int) -> dict:
         from sda.retrain import RunPlan, run_slot
 
         root = DataRoot.from_env()
         report = run_slot(_backend(root), _tracking(root), RunPlan.from_dict(run_plan), slot)
-        if report.status == "not run":
-            raise AirflowSkipException(report.reason)
-        shown = {k: round(report.metrics[k], 4) for k in ("auc", "logloss", "training_time") if k in report.metrics}
-        print(f"trial {report.suggestion}: {report.status} {report.assignments} {shown} {report.reason or ''}")
-        return asdict(report)
+        for trial in report.trials:
+            shown = {k: round(trial.metrics[k], 4) for k in ("auc", "logloss", "training_time") if k in trial.metrics}
+            print(f"trial {trial.suggestion}: {trial.status} {trial.assignments} {shown} {trial.reason or ''}")
+        if not report.trials:
+            raise AirflowSkipException(report.ended)
+        print(f"slot {slot}: {len(report.trials)} trial(s); {report.ended}")
+        return report.to_dict()
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)  # slots skipped once the budget is spent are normal
+    @task(trigger_rule=TriggerRule.NONE_FAILED)  # a slot skipped because the others spent the budget is normal
     def select_best(run_plan: dict) -> dict:
         from sda.retrain import RunPlan
         from sda.retrain import select_best as choose_best
@@ -226,10 +249,10 @@ def recsys_retrain():
         return outcome
 
     run_plan = plan(target)
-    validated >> gate_dry_run() >> ship_job(target) >> preprocess >> run_plan
+    validated >> gate_dry_run() >> ship_job(target) >> preprocess >> monitor(target) >> run_plan
     slots = create_experiment(run_plan)
     chosen = select_best(run_plan)
-    run_trial.partial(run_plan=run_plan).expand(slot=slots) >> chosen
+    run_trials.partial(run_plan=run_plan).expand(slot=slots) >> chosen
     chosen >> evaluate(run_plan) >> promote(run_plan)
 
 

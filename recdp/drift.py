@@ -88,11 +88,20 @@ class DriftResult:
     column: str
     kind: str  # "dense_psi" or "categorical_linf"
     value: float
-    threshold: float
+    threshold: float  # the soft maximum: beyond it, a finding for the retraining policy
+    hard_threshold: float  # beyond it, the day is quarantined until an operator accepts it
 
     @property
     def drifted(self) -> bool:
         return self.value > self.threshold
+
+    @property
+    def beyond_hard_limit(self) -> bool:
+        return self.value > self.hard_threshold
+
+    @property
+    def severity(self) -> str:
+        return "hard" if self.beyond_hard_limit else "soft" if self.drifted else "none"
 
 
 @dataclass
@@ -162,9 +171,10 @@ class DriftTracker:
         for name, counts in self.on_baseline_edges.items():
             current = shares_with_missing(counts, self.histograms[name].missing)
             results.append(DriftResult(name, "dense_psi", psi(self.baseline.dense[name].shares, current),
-                                       rules.dense_psi_max))
+                                       rules.dense_psi_max, rules.dense_psi_hard_max))
         for name, summary in self.top_values.items():
             if name in self.baseline.categorical:
                 distance = linf_top_k(self.baseline.categorical[name].top, summary.top(rules.top_k), rules.top_k)
-                results.append(DriftResult(name, "categorical_linf", distance, rules.categorical_linf_max))
+                results.append(DriftResult(name, "categorical_linf", distance, rules.categorical_linf_max,
+                                           rules.categorical_linf_hard_max))
         return results

@@ -75,13 +75,30 @@ class ValidationRules(_Strict):
 
 
 class DriftRules(_Strict):
-    """Drift against the previous valid partition: PSI for dense columns, L-infinity for categorical ones."""
+    """Drift against the newest accepted partition (one that passed, or that an operator accepted): PSI for
+    dense columns, L-infinity over the top-k value shares for categorical ones.
+
+    Beyond a soft maximum, drift is a finding that the retraining policy acts on (the day still passes: the
+    moment the data changes is when the model most needs retraining). Only beyond a hard maximum is the day
+    quarantined, until an operator accepts it (`python -m recdp.validate --accept REASON`, or the DAG's
+    `accept_drift` Param); an accepted day is the next days' baseline, so a lasting shift costs one decision.
+    """
 
     dense_psi_max: float = Field(0.25, gt=0.0)
     categorical_linf_max: float = Field(0.3, gt=0.0)
+    # PSI 2 is a shift of most of a column's mass across its deciles (a 10% daily growth of the mean gives
+    # about 0.3); half of the top values' share moving is beyond a change of traffic.
+    dense_psi_hard_max: float = Field(2.0, gt=0.0)
+    categorical_linf_hard_max: float = Field(0.5, gt=0.0)
     top_k: int = Field(20, ge=1)
     bins: int = Field(10, ge=2)
     lookback_days: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _hard_above_soft(self) -> DriftRules:
+        if self.dense_psi_hard_max < self.dense_psi_max or self.categorical_linf_hard_max < self.categorical_linf_max:
+            raise ValueError("drift: each hard maximum must be at least its soft maximum")
+        return self
 
 
 class SplitFractions(_Strict):

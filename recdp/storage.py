@@ -19,6 +19,8 @@ from typing import Any
 from recdp.spec import NAME_PATTERN
 
 VALIDATION_REPORT = "report.json"
+# Validation statuses that let a day through: passed, or failed on drift alone and accepted by an operator.
+USABLE_STATUSES = ("passed", "accepted")
 # A staging or retired directory this old was left by a writer that died (no job runs this long).
 ABANDONED_AFTER_SECONDS = 6 * 3600
 
@@ -78,6 +80,15 @@ class DataRoot:
 
     def processed(self, dataset: str, day: str | dt.date) -> Path:
         return self._day_dir("processed", dataset, day)
+
+    def served(self, dataset: str, day: str | dt.date) -> Path:
+        """monitoring/<dataset>/day=<day>.json: the serving champion's AUC on the day (sda.monitor)."""
+        return self._day_dir("monitoring", dataset, day).with_suffix(".json")
+
+    def served_days(self, dataset: str) -> list[Path]:
+        """Every day's served record of the dataset, oldest first."""
+        folder = self.root / "monitoring" / _dataset(dataset)
+        return sorted(folder.glob("day=*.json")) if folder.is_dir() else []
 
     def vocab(self, dataset: str) -> Path:
         return self.root / "vocab" / _dataset(dataset)

@@ -5,10 +5,15 @@ non-null fractions, row count, positive rate). The partition streams once, in Ar
 parser, the suite's exact metrics and bounded drift sketches; GX judges the metrics and renders Data Docs
 (recdp.gxjudge says why GX does not load the day itself). Malformed lines are counted, and fail the
 partition only above the spec's max_bad_row_fraction. Drift is measured against the newest earlier
-partition that passed. A failing partition is marked in quarantine/ with its report, and ValidationFailed names every
-failed check; nothing else is written outside validation/ and quarantine/.
+partition that passed or was accepted: beyond the spec's soft maxima it is a finding in the report (the day
+passes, and the retraining policy acts on it); beyond its hard maxima the day fails. A failing partition is
+marked in quarantine/ with its report, and ValidationFailed names every failed check; nothing else is
+written outside validation/ and quarantine/. An operator may accept a day that failed on drift alone (never
+on schema, format, labels or row counts), with a reason that the report keeps: it then leaves quarantine and
+becomes the next days' drift baseline. A rerun of an accepted day's validation keeps its acceptance.
 
 CLI: python -m recdp.validate --dataset criteo --day 2026-03-01 [--day 2026-03-02 ...] [--data DIR]
+                              [--accept "REASON"]
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ from recdp.gxjudge import BatchMetrics, StreamedMetrics, judge, render_data_docs
 from recdp.progress import Progress
 from recdp.rawread import PartitionTally, stream_partition
 from recdp.spec import DatasetSpec, load_spec
-from recdp.storage import VALIDATION_REPORT, DataRoot, parse_day, staged_directory, write_json_atomic
+from recdp.storage import (
+    USABLE_STATUSES,
+    VALIDATION_REPORT,
+    DataRoot,
+    parse_day,
+    staged_directory,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -62,7 +74,7 @@ class CheckResult:
 class ValidationReport:
     dataset: str
     day: str
-    status: str  # "passed" or "failed"
+    status: str  # "passed", "failed", or "accepted" (failed on drift alone, accepted by an operator)
     rows_total: int
     rows_valid: int
     bad_rows: int
@@ -73,18 +85,33 @@ class ValidationReport:
     data_docs: str
     seconds: float
     profile: dict | None = None
+    # Every drift measurement beyond its soft maximum: column, kind, value, soft_max, hard_max, severity.
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    acceptance: dict[str, Any] | None = None  # reason, by, at, and the checks that were accepted
 
     @property
     def failed_checks(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.success]
 
+    @property
+    def drift_only(self) -> bool:
+        """Whether every failed check is a drift check: the only failure an operator may accept."""
+        return bool(self.failed_checks) and all(c.check.startswith("drift_") for c in self.failed_checks)
+
     def summary(self) -> str:
         head = (f"{self.dataset} day={self.day}: {self.status}, {self.rows_valid}/{self.rows_total} rows valid, "
                 f"{self.bad_rows} malformed ({self.bad_row_fraction:.2%})")
+        soft = [d for d in self.drift if d["severity"] == "soft"]
+        if soft:
+            head += (f"; drift beyond the soft limit in {len(soft)} column(s): "
+                     + ", ".join(f"{d['column']} {d['kind']} {d['value']:.3g} > {d['soft_max']:g}" for d in soft))
+        if self.acceptance:
+            head += f"; accepted by {self.acceptance['by']}: {self.acceptance['reason']}"
         failed = self.failed_checks
         if not failed:
             return head
-        return head + f"; {len(failed)} failed check(s):\n  " + "\n  ".join(c.describe() for c in failed)
+        label = "accepted" if self.status == "accepted" else "failed"
+        return head + f"; {len(failed)} {label} check(s):\n  " + "\n  ".join(c.describe() for c in failed)
 
 
 class ValidationFailed(Exception):
@@ -155,7 +182,7 @@ def _previous_profile(spec: DatasetSpec, root: DataRoot, day: dt.date) -> tuple[
     for back in range(1, spec.drift.lookback_days + 1):
         earlier = day - dt.timedelta(days=back)
         document = root.validation_report(spec.name, earlier)
-        if document and document.get("status") == "passed" and document.get("profile"):
+        if document and document.get("status") in USABLE_STATUSES and document.get("profile"):
             return earlier.isoformat(), PartitionProfile.from_dict(document["profile"])
     return None, None
 
@@ -168,14 +195,20 @@ def _quarantine(root: DataRoot, report: ValidationReport, document: dict) -> Non
     log.error("quarantined %s day=%s: see %s", report.dataset, report.day, target)
 
 
-def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date) -> ValidationReport:
+def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date, accept_reason: str | None = None,
+                       accepted_by: str = "operator") -> ValidationReport:
     """Validate a partition; return the report when it passes, raise ValidationFailed when it does not.
 
-    The partition streams once through the parser, the suite's metrics and the drift sketches, in batches:
-    memory does not grow with its rows. Missing and empty partitions raise PartitionMissingError /
-    PartitionEmptyError before anything is written.
+    With `accept_reason`, a day that fails on drift alone is accepted (status "accepted", the reason kept);
+    a day whose earlier validation was accepted stays accepted on a rerun that fails the same way. Any other
+    failure still fails. The partition streams once through the parser, the suite's metrics and the drift
+    sketches, in batches: memory does not grow with its rows. Missing and empty partitions raise
+    PartitionMissingError / PartitionEmptyError before anything is written.
     """
     day = parse_day(day)
+    if accept_reason is not None and not accept_reason.strip():
+        raise ValueError("accepting a day needs a reason")
+    earlier = root.validation_report(spec.name, day) or {}
     started = time.monotonic()
     suite = build_suite(spec)
     baseline_day, baseline = _previous_profile(spec, root, day)
@@ -225,13 +258,24 @@ def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date) ->
     results = _judge(suite, metrics, unread_reason)
     checks += _checks(results)
     profile = drift.profile() if schema_ok and metrics.rows else None
-    if profile is not None:
-        for finding in drift.drift():
-            checks.append(CheckResult(
-                f"drift_{finding.kind}_at_most", finding.column, not finding.drifted,
-                {"observed_value": round(finding.value, 6), "expected": finding.threshold,
-                 "baseline_day": baseline_day}))
+    findings = drift.drift() if profile is not None else []
+    for finding in findings:
+        checks.append(CheckResult(
+            f"drift_{finding.kind}_at_most", finding.column, not finding.beyond_hard_limit,
+            {"observed_value": round(finding.value, 6), "expected": finding.hard_threshold,
+             "soft_max": finding.threshold, "baseline_day": baseline_day}))
     status = "passed" if all(c.success for c in checks) else "failed"
+    acceptance = None
+    failed_checks = [c for c in checks if not c.success]
+    if status == "failed" and all(c.check.startswith("drift_") for c in failed_checks):
+        if accept_reason is not None:
+            acceptance = {"reason": accept_reason.strip(), "by": accepted_by,
+                          "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        elif earlier.get("status") == "accepted" and earlier.get("drift_baseline_day") == baseline_day:
+            acceptance = earlier["acceptance"]
+        if acceptance is not None:
+            status = "accepted"
+            acceptance = {**acceptance, "checks": [f"{c.column}: {c.check}" for c in failed_checks]}
     final_dir = root.validation(spec.name, day)
     with staged_directory(final_dir) as staging:
         render_data_docs(suite, suite_result(suite, results, day.isoformat(), f"{spec.name}-{day}"),
@@ -242,6 +286,9 @@ def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date) ->
             bad_row_examples=tally.bad_examples, checks=checks, drift_baseline_day=baseline_day,
             data_docs=str(final_dir / "data_docs" / "index.html"), seconds=round(time.monotonic() - started, 3),
             profile=profile.to_dict() if profile else None,
+            drift=[{"column": f.column, "kind": f.kind, "value": round(f.value, 6), "soft_max": f.threshold,
+                    "hard_max": f.hard_threshold, "severity": f.severity} for f in findings if f.drifted],
+            acceptance=acceptance,
         )
         document = asdict(report)
         write_json_atomic(staging / "suite.json", suite.to_json_dict())
@@ -263,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="criteo")
     parser.add_argument("--day", action="append", required=True, help="repeat for several days, in order")
     parser.add_argument("--data", type=Path)
+    parser.add_argument("--accept", metavar="REASON",
+                        help="accept a day that fails on drift alone (it becomes the drift baseline); the reason "
+                             "is recorded in its report")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     root = DataRoot(args.data.resolve()) if args.data else DataRoot.from_env()
@@ -270,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     failed = []
     for day in args.day:
         try:
-            print(validate_partition(spec, root, day).summary())
+            print(validate_partition(spec, root, day, accept_reason=args.accept, accepted_by="cli").summary())
         except ValidationFailed as failure:
             print(str(failure))
             failed.append(day)

@@ -45,7 +45,7 @@ class RunSummary:
 @dataclass
 class DayRecord:
     day: str
-    status: str  # passed | failed (quarantined) | not validated
+    status: str  # passed | accepted (drift accepted by an operator) | failed (quarantined) | not validated
     rows_total: int | None = None
     rows_valid: int | None = None
     bad_rows: int | None = None
@@ -54,6 +54,8 @@ class DayRecord:
     drifted_columns: list[str] = field(default_factory=list)
     data_docs: str | None = None
     processed_rows: int | None = None
+    served_auc: float | None = None  # the serving champion's AUC on this day's holdout (sda.monitor)
+    served_version: str | None = None
     runs: list[RunSummary] = field(default_factory=list)
 
 
@@ -70,6 +72,8 @@ def _drift(report: dict[str, Any]) -> tuple[float | None, float | None, list[str
             linf = max(linf or 0.0, float(value))
         if not check.get("success", True):
             drifted.append(check.get("column"))
+    if "drift" in report:  # the findings beyond the soft limits (the failed checks are beyond the hard ones)
+        drifted = [finding["column"] for finding in report["drift"]]
     return psi, linf, drifted
 
 
@@ -116,6 +120,8 @@ def timeline(root: DataRoot, dataset: str, limit: int = 366) -> list[DayRecord]:
                                report.get("data_docs"))
         stats = _json(root.processed(dataset, day) / "stats.json")
         record.processed_rows = stats.get("rows") if stats else None
+        served = _json(root.served(dataset, day)) or {}
+        record.served_auc, record.served_version = served.get("served_auc"), served.get("champion_version")
         record.runs = runs.get(day, [])
         records.append(record)
     return records

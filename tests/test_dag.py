@@ -37,17 +37,18 @@ def test_structure(dag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
     assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "ship_job", "preprocess",
-                                              "plan", "create_experiment", "run_trial", "select_best", "evaluate",
-                                              "promote"}
+                                              "monitor", "plan", "create_experiment", "run_trials", "select_best",
+                                              "evaluate", "promote"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
     assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "gate_dry_run"}
     assert dag.get_task("preprocess").upstream_task_ids == {"ship_job"}
-    assert dag.get_task("plan").upstream_task_ids == {"partition_ready", "preprocess"}
+    assert dag.get_task("monitor").upstream_task_ids == {"partition_ready", "preprocess"}
+    assert dag.get_task("plan").upstream_task_ids == {"partition_ready", "monitor"}
     assert dag.get_task("create_experiment").upstream_task_ids == {"plan"}
-    assert dag.get_task("run_trial").upstream_task_ids == {"plan", "create_experiment"}
-    assert dag.get_task("select_best").upstream_task_ids == {"plan", "run_trial"}
-    assert dag.get_task("run_trial").max_active_tis_per_dagrun == 2  # RECSYS_TRIAL_WORKERS
+    assert dag.get_task("run_trials").upstream_task_ids == {"plan", "create_experiment"}
+    assert dag.get_task("select_best").upstream_task_ids == {"plan", "run_trials"}
+    assert dag.get_task("run_trials").max_active_tis_per_dagrun == 2  # RECSYS_TRIAL_WORKERS
     assert dag.get_task("select_best").trigger_rule == "none_failed"
     assert dag.get_task("evaluate").upstream_task_ids == {"plan", "select_best"}
     assert dag.get_task("promote").upstream_task_ids == {"plan", "evaluate"}
@@ -105,8 +106,8 @@ def _run(dag, conf: dict):
 def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, criteo, data_root):
     make_day(criteo, data_root, rows=5000)  # the DAG uses the real criteo spec: at least 1000 rows
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
-    downstream = ("ship_job", "preprocess", "plan", "create_experiment", "run_trial", "select_best", "evaluate",
-                  "promote")
+    downstream = ("ship_job", "preprocess", "monitor", "plan", "create_experiment", "run_trials", "select_best",
+                  "evaluate", "promote")
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()
@@ -122,12 +123,14 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
-    assert set(states.values()) == {"success"} and len(states) == 11, states
+    assert set(states.values()) == {"success"} and len(states) == 12, states
+    served = json.loads(data_root.served("criteo", DAY).read_text())
+    assert served["served_auc"] is None and served["reason"] == "no champion yet"
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
     assert stats["rows"] == 20_000 and stats["vocab_version"] == 1
 
-    trials = sorted(ti.map_index for ti in run.get_task_instances() if ti.task_id == "run_trial")
-    assert trials == [0, 1, 2]
+    slots = sorted(ti.map_index for ti in run.get_task_instances() if ti.task_id == "run_trials")
+    assert slots == [0]  # 3 trials, bandwidth 1 (SigOpt's quarter of the budget): one slot runs them all
     run_dir = data_root.experiment_run(run.run_id)
     best = json.loads((run_dir / "best.json").read_text())
     assert best["observations"] == 3 and best["failed"] == 0
@@ -166,6 +169,11 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert set(states2.values()) == {"success"}, states2
     second = json.loads((data_root.experiment_run(run2.run_id) / "decision.json").read_text())
     assert second["champion"]["version"] == str(champion.version)
+    # Before training, the monitor scored day 1's champion on day 2's holdout: the same model and rows the
+    # decision scored it on, so the same AUC.
+    served = json.loads(data_root.served("criteo", next_day).read_text())
+    assert served["champion_version"] == str(champion.version) and served["champion_day"] == DAY.isoformat()
+    assert served["served_auc"] == pytest.approx(second["champion"]["auc"], abs=1e-9)
     serving = client.get_model_version_by_alias("recsys_criteo", "champion")
     if second["verdict"] == "promote":
         assert second["challenger"]["auc"] - second["champion"]["auc"] >= 0.001

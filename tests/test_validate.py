@@ -12,6 +12,9 @@ from recdp.rawread import PartitionEmptyError, PartitionMissingError, read_parti
 from recdp.validate import REPORT, ValidationFailed, build_suite, is_quarantined, validate_partition
 from tests.conftest import DAY, make_day, raw_file, real_rows_as_tsv, small_spec, write_lines
 
+# I2 doubled makes a day drift beyond the soft PSI limit of the criteo spec and within its hard one (PSI 0.43).
+SOFT_FACTOR = 2
+
 
 def failed_names(failure: ValidationFailed) -> set[tuple[str, str | None]]:
     return {(c.check, c.column) for c in failure.report.failed_checks}
@@ -148,22 +151,82 @@ def test_ten_percent_malformed_fails_but_few_are_counted(criteo, data_root):
     assert report.status == "passed" and report.bad_rows == 2 and len(report.bad_row_examples) == 2
 
 
-def test_drift_against_previous_valid_day_fails(criteo, data_root):
+def _scale_dense(index: int, factor: float, offset: int = 0):
+    def change(i: int, line: str) -> str:
+        fields = line.split("\t")
+        fields[index] = str(int(int(fields[index]) * factor) + offset) if fields[index] else ""
+        return "\t".join(fields)
+    return change
+
+
+def test_drift_beyond_the_hard_limit_fails(criteo, data_root):
     previous = DAY - dt.timedelta(days=1)
     make_day(criteo, data_root, day=previous)
     validate_partition(criteo, data_root, previous)
     make_day(criteo, data_root)
-
-    def drift(i: int, line: str) -> str:
-        fields = line.split("\t")
-        fields[3] = str(int(fields[3]) * 50 + 1000) if fields[3] else ""  # I3 jumps
-        return "\t".join(fields)
-
-    _rewrite(criteo, data_root, drift)
+    _rewrite(criteo, data_root, _scale_dense(3, 50, 1000))  # I3 jumps
     with pytest.raises(ValidationFailed) as failure:
         validate_partition(criteo, data_root, DAY)
     assert failed_names(failure.value) == {("drift_dense_psi_at_most", "I3")}
     assert failure.value.report.drift_baseline_day == previous.isoformat()
+    assert failure.value.report.drift_only and failure.value.report.drift[0]["severity"] == "hard"
+
+
+def test_drift_beyond_the_soft_limit_passes_as_a_finding(criteo, data_root):
+    previous = DAY - dt.timedelta(days=1)
+    make_day(criteo, data_root, day=previous)
+    validate_partition(criteo, data_root, previous)
+    make_day(criteo, data_root)
+    _rewrite(criteo, data_root, _scale_dense(2, SOFT_FACTOR))  # I2 grows: a lasting, realistic shift
+    report = validate_partition(criteo, data_root, DAY)
+    assert report.status == "passed" and not report.failed_checks
+    [finding] = report.drift
+    assert (finding["column"], finding["kind"], finding["severity"]) == ("I2", "dense_psi", "soft")
+    assert criteo.drift.dense_psi_max < finding["value"] <= criteo.drift.dense_psi_hard_max
+    assert "drift beyond the soft limit in 1 column(s): I2" in report.summary()
+    assert json.loads((data_root.validation("criteo", DAY) / REPORT).read_text())["drift"] == report.drift
+
+
+def test_a_lasting_shift_is_accepted_once_and_becomes_the_baseline(criteo, data_root):
+    first, shifted, after = DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)
+    make_day(criteo, data_root, day=first)
+    validate_partition(criteo, data_root, first)
+    for day in (shifted, after):  # two days of the same generated world, both with the shift
+        make_day(criteo, data_root, day=day)
+        path = raw_file(criteo, data_root, day)
+        lines = path.read_text().splitlines()
+        path.write_text("".join(_scale_dense(3, 50, 1000)(i, line) + "\n" for i, line in enumerate(lines)))
+    with pytest.raises(ValidationFailed):
+        validate_partition(criteo, data_root, shifted)
+    assert is_quarantined(data_root, "criteo", shifted)
+    with pytest.raises(ValueError, match="needs a reason"):
+        validate_partition(criteo, data_root, shifted, accept_reason="  ")
+
+    accepted = validate_partition(criteo, data_root, shifted, accept_reason="new I3 logging since the release",
+                                  accepted_by="test")
+    assert accepted.status == "accepted" and not is_quarantined(data_root, "criteo", shifted)
+    assert accepted.acceptance["reason"] == "new I3 logging since the release"
+    assert accepted.acceptance["checks"] == ["I3: drift_dense_psi_at_most"]
+    assert "accepted by test: new I3 logging" in accepted.summary()
+    rerun = validate_partition(criteo, data_root, shifted)  # a rerun keeps the decision
+    assert rerun.status == "accepted" and rerun.acceptance["reason"] == accepted.acceptance["reason"]
+    # The next day of the same shift is judged against the accepted day, and passes.
+    following = validate_partition(criteo, data_root, after)
+    assert following.status == "passed" and following.drift_baseline_day == shifted.isoformat()
+
+
+def test_only_drift_can_be_accepted(criteo, data_root):
+    previous = DAY - dt.timedelta(days=1)
+    make_day(criteo, data_root, day=previous)
+    validate_partition(criteo, data_root, previous)
+    make_day(criteo, data_root)
+    drift = _scale_dense(3, 50, 1000)
+    _rewrite(criteo, data_root, lambda i, line: ("2" + drift(i, line)[1:]) if i == 5 else drift(i, line))
+    with pytest.raises(ValidationFailed) as failure:
+        validate_partition(criteo, data_root, DAY, accept_reason="ship it")
+    assert ("expect_column_values_to_be_in_set", "label") in failed_names(failure.value)
+    assert not failure.value.report.drift_only and failure.value.report.acceptance is None
+    assert is_quarantined(data_root, "criteo", DAY)
 
 
 def test_fixed_partition_leaves_quarantine(criteo, data_root):

@@ -61,7 +61,7 @@ from recdp.jobs.batches import (
 from recdp.rawread import partition_files
 from recdp.shards import ShardHeader, allocate_shards, write_shard_header
 from recdp.spec import DatasetSpec, load_spec
-from recdp.storage import DataRoot, parse_day, staged_directory, write_json_atomic
+from recdp.storage import USABLE_STATUSES, DataRoot, parse_day, staged_directory, write_json_atomic
 from recdp.vocab import VocabularyStore
 
 log = logging.getLogger("recdp.preprocess")
@@ -89,7 +89,7 @@ def _require_validated(root: DataRoot, spec: DatasetSpec, day: dt.date) -> None:
     where = root.validation(spec.name, day)
     if report is None:
         raise PreprocessError(f"{spec.name} day={day} has no validation report in {where}: validate it first")
-    if report.get("status") != "passed":
+    if report.get("status") not in USABLE_STATUSES:
         raise PreprocessError(f"{spec.name} day={day} failed validation ({where}); it stays in quarantine")
 
 
