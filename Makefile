@@ -21,7 +21,7 @@ BENCH_ROWS ?= 5000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -72,6 +72,10 @@ calibrate-advisor: venv
 
 bench-hpo: venv
 	$(BIN)/python scripts/bench_hpo.py $(BENCH_HPO_ARGS)
+
+# The advised DLRM space's own ceiling for multi-metric selection, on bench-hpo's held-out Criteo setting.
+bench-hpo-space: venv
+	$(BIN)/python scripts/bench_hpo_space.py
 
 # The SigOpt-compatible server under the issue's full load (8 clients x 200 suggest/observe cycles); the
 # test suite runs the same test at 8 x 12.
