@@ -28,6 +28,7 @@ from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingE
 from recdp.spec import available_specs, load_spec, spec_path
 from recdp.storage import DataRoot, parse_day
 from sda.models import MODEL_NAMES  # the configs only: torch is imported by the tasks, not at parse time
+from sda.policy import MODES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PREPROCESS_JOB = PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"
@@ -89,6 +90,12 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                                 description="training seconds the whole experiment may spend"),
         "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=200,
                             description="a cap on the advised observation budget; empty: the advisor's"),
+        "mode": Param("auto", type="string", enum=list(MODES),
+                      description="how much to retrain: auto (from the champion's served AUC and the drift), "
+                                  "skip, search, full (a cold search) or data (validate and preprocess only)"),
+        "decay_tolerance": Param(None, type=["null", "number"], minimum=0, maximum=0.5,
+                                 description="served-AUC decay the champion may show before auto retrains; "
+                                             "empty: the recipe's retrain policy (0.002)"),
         "min_delta": Param(0.001, type="number", minimum=0, maximum=0.1,
                            description="AUC gain over the champion, on the same holdout, needed to promote"),
         "require_significance": Param(False, type="boolean",
@@ -189,12 +196,15 @@ def recsys_retrain():
                              model=params["model"], window_days=params["training_window_days"],
                              budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
                              workers=TRIAL_WORKERS, min_delta=float(params["min_delta"]),
-                             bootstrap=bool(params["require_significance"]),
+                             bootstrap=bool(params["require_significance"]), mode=params["mode"],
+                             decay_tolerance=params["decay_tolerance"],
                              champion_auc=champion_auc(_tracking(root), target["dataset"]))
         try:
-            return plan_run(root, request).to_dict()
+            run_plan = plan_run(root, request)
         except (NoTrainingData, ValueError) as error:
             raise AirflowFailException(str(error)) from error
+        print(f"mode {run_plan.mode}: {run_plan.mode_reason}")
+        return run_plan.to_dict()
 
     @task
     def create_experiment(run_plan: dict) -> list[int]:

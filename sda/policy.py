@@ -1,9 +1,15 @@
-"""The promotion policy: when a challenger replaces the champion. Part of the recipe (`promotion`) and of
-the DAG's Params; applied by sda.promote."""
+"""The run's policies, parts of the recipe and of the DAG's Params: when and how much to retrain (`retrain`,
+applied by sda.retrain.mode), and when a challenger replaces the champion (`promotion`, applied by
+sda.promote)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["auto", "skip", "search", "full", "data"]
+MODES: tuple[str, ...] = ("auto", "skip", "search", "full", "data")
 
 
 class PromotionPolicy(BaseModel):
@@ -20,3 +26,25 @@ class PromotionPolicy(BaseModel):
     bootstrap: bool = Field(False, description="require the AUC gain to hold under a paired bootstrap")
     bootstrap_samples: int = Field(200, ge=50, le=10_000)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
+class RetrainPolicy(BaseModel):
+    """When and how much to retrain (the recipe's `retrain` section; the DAG's Params override each field).
+
+    - mode: auto (default) chooses per run; any other value forces that mode.
+    - decay_tolerance (0.002): the champion is healthy while its served AUC on the new day is at most this
+      below the AUC it was chosen with.
+    - full_decay (0.01): a decay of this much gets a search the whole advised budget.
+    - full_drift_columns (5): so do this many columns drifted beyond the spec's soft limits.
+    - search_floor (0.25): the share of the advised budget the mildest search gets.
+    - full_every_days (30): a cold search at least this often, whatever the champion's health.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    mode: Mode = "auto"
+    decay_tolerance: float = Field(0.002, ge=0, le=0.5)
+    full_decay: float = Field(0.01, gt=0, le=0.5)
+    full_drift_columns: int = Field(5, ge=1)
+    search_floor: float = Field(0.25, gt=0, le=1)
+    full_every_days: int = Field(30, ge=1)

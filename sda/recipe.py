@@ -8,6 +8,7 @@
     budget:      training seconds the whole experiment may spend (optional)
     selection:   how one trial is chosen from the Pareto set (optional)
     promotion:   when the chosen trial replaces the champion (optional; sda.policy)
+    retrain:     when and how much a run retrains: its mode (optional; sda.policy, sda.retrain.mode)
     queued_suggestions: assignments the experiment tries first, as SigOpt's queued suggestions (optional;
                  the advisor queues its own advised values, so that the search starts from known-good ones)
 
@@ -27,7 +28,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from recdp.spec import NAME_PATTERN
 from sda.hpo.experiment import Experiment, StrictModel
 from sda.models import ModelConfig
-from sda.policy import PromotionPolicy
+from sda.policy import PromotionPolicy, RetrainPolicy
 from sda.train import TrainingConfig
 
 LAYER_WIDTHS = re.compile(r"^[1-9][0-9]*(-[1-9][0-9]*)*$")  # a categorical value that tunes an MLP: "256-128"
@@ -81,6 +82,7 @@ class Recipe(StrictModel):
     budget: BudgetSection | None = None
     selection: SelectionSection = SelectionSection()
     promotion: PromotionPolicy = PromotionPolicy()
+    retrain: RetrainPolicy = RetrainPolicy()
     queued_suggestions: list[dict[str, str | int | float]] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ def _json(path: Path) -> dict[str, Any] | None:
 @dataclass
 class RunSummary:
     run: str
+    mode: str | None  # sda.retrain.mode: full | search | skip | data (None: a run from before modes)
     model: str | None
     experiment: str | None
     trials: int | None
@@ -91,7 +92,7 @@ def run_summaries(root: DataRoot, dataset: str) -> dict[str, list[RunSummary]]:
         chosen = best.get("best") or {}
         values = chosen.get("values") or {}
         by_day.setdefault(best["day"], []).append(RunSummary(
-            run=run_dir.name, model=best.get("model"), experiment=best.get("experiment"),
+            run=run_dir.name, mode=best.get("mode"), model=best.get("model"), experiment=best.get("experiment"),
             trials=best.get("observations"), failed=best.get("failed"), best_trial=chosen.get("suggestion"),
             best_auc=values.get("auc"), best_training_time=values.get("training_time"),
             verdict=decision.get("verdict"), reason=decision.get("reason"),

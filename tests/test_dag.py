@@ -98,7 +98,9 @@ _RUNS = iter(range(1000))
 def _run(dag, conf: dict):
     # Each run gets its own logical date: dag.test() would otherwise resume the earlier run of that date.
     logical_date = pendulum.datetime(2026, 6, 1, tz="UTC").add(days=next(_RUNS))
-    run = dag.test(logical_date=logical_date, run_conf={"dry_run": False, **conf})
+    # A run's conf stays in the module's DAG object after dag.test(): each run restates the Params some test
+    # changes (a sigopt run once inherited the mode "data" of the run before it).
+    run = dag.test(logical_date=logical_date, run_conf={"dry_run": False, "mode": "auto", **conf})
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
@@ -165,7 +167,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     next_day = DAY + dt.timedelta(days=1)
     make_day(criteo, data_root, day=next_day, rows=20_000)  # same generator: the next day of the same world
     run2, states2 = _run(dag, {"dataset": "criteo", "day": next_day.isoformat(), "max_trials": 3,
-                               "budget_seconds": 600, "training_window_days": 2})
+                               "budget_seconds": 600, "training_window_days": 2, "mode": "search"})
     assert set(states2.values()) == {"success"}, states2
     second = json.loads((data_root.experiment_run(run2.run_id) / "decision.json").read_text())
     assert second["champion"]["version"] == str(champion.version)
@@ -184,6 +186,23 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     recipe2 = yaml.safe_load((data_root.experiment_run(run2.run_id) / "recipe.yaml").read_text())
     auc_metric = next(m for m in recipe2["experiment"]["metrics"] if m["name"] == "auc")
     assert auc_metric["threshold"] == round(float(champion.tags["recsys.metric.auc"]) - 0.002, 6)
+
+    # Day 3, mode skip: monitored, no training, the champion stays. Day 4, mode data (a backfill's way to
+    # prepare history): validated and preprocessed only.
+    for offset, mode in ((2, "skip"), (3, "data")):
+        day = DAY + dt.timedelta(days=offset)
+        make_day(criteo, data_root, day=day, rows=20_000)
+        run_n, states_n = _run(dag, {"dataset": "criteo", "day": day.isoformat(), "mode": mode})
+        assert states_n["run_trials"] == "skipped" and states_n["preprocess"] == "success", states_n
+        assert {s for task, s in states_n.items() if task != "run_trials"} == {"success"}, states_n
+        run_dir = data_root.experiment_run(run_n.run_id)
+        best_n = json.loads((run_dir / "best.json").read_text())
+        decision_n = json.loads((run_dir / "decision.json").read_text())
+        assert best_n["mode"] == decision_n["mode"] == mode and best_n["experiment"] is None
+        assert decision_n["verdict"] == "keep" and f"mode {mode}" in decision_n["reason"]
+        assert not (run_dir / "recipe.yaml").exists() and (data_root.processed("criteo", day) / "_SUCCESS").is_file()
+        assert data_root.served("criteo", day).is_file()
+    assert client.get_model_version_by_alias("recsys_criteo", "champion").version == serving.version
 
 
 @pytest.mark.e2e

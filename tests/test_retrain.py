@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -12,6 +13,7 @@ from mlflow import MlflowClient
 from recdp.storage import DataRoot, run_key
 from sda.hpo import LocalBackend
 from sda.promote import Registry
+from sda.recipe import load_recipe
 from sda.retrain import (
     NoTrainingData,
     RunPlan,
@@ -189,7 +191,7 @@ def test_the_next_day_warm_starts_from_the_previous_best(root, backend, tracking
     chosen = select_best(root, backend, first)["best"]
     following = DAY + dt.timedelta(days=1)
     processed_day(root, following, seed=1)
-    second = plan_run(root, request(following, max_trials=3))
+    second = plan_run(root, request(following, max_trials=3, mode="search"))  # no champion: auto would go cold
     open_experiment(root, backend, tracking, second)
     front = {json.dumps(o["assignments"], sort_keys=True) for o in select_best(root, backend, first)["pareto"]}
     seeded = []
@@ -252,3 +254,63 @@ def test_an_unapplied_decision_is_remade_when_the_champion_changed(root, backend
     assert serving == (outcome["version"] if outcome["verdict"] == "promote" else other)
     if outcome["verdict"] == "promote":
         assert registry.history()[-1]["previous"] == other
+
+
+def _promoted_first_day(root, backend, tracking) -> tuple[RunPlan, str]:
+    plan = _whole_run(root, backend, tracking, DAY)
+    assert plan.mode == "full" and "no champion yet" in plan.mode_reason  # the dataset's first run: cold
+    assert evaluate_run(tracking, plan)["verdict"] == "promote"
+    return plan, promote_run(tracking, plan)["version"]
+
+
+def _next_day_with_holdout(root, day: dt.date) -> None:
+    processed_day(root, day, seed=day.day)
+    target = root.processed("clicks", day)
+    shutil.copytree(target / "shards" / "valid", target / "shards" / "test")
+
+
+def test_a_healthy_champion_skips_training_and_a_rerun_changes_nothing(root, backend, tracking):
+    from sda.monitor import monitor_day
+
+    _, version = _promoted_first_day(root, backend, tracking)
+    following = DAY + dt.timedelta(days=1)
+    _next_day_with_holdout(root, following)
+    served = monitor_day(root, tracking, "clicks", following.isoformat())
+    assert served.served_auc is not None and served.champion_version == version
+    plan = plan_run(root, request(following, decay_tolerance=0.5))  # a tolerant policy: the champion is healthy
+    assert (plan.mode, plan.trains, plan.recipe_path) == ("skip", False, "") and "healthy" in plan.mode_reason
+    assert open_experiment(root, backend, tracking, plan) == []
+    best = select_best(root, backend, plan)
+    assert best["best"] is None and best["mode"] == "skip" and best["reason"].startswith("mode skip: ")
+    decision = evaluate_run(tracking, plan)
+    assert decision["verdict"] == "keep" and decision["mode"] == "skip"
+    assert promote_run(tracking, plan)["verdict"] == "keep"
+    assert Registry(tracking, "clicks").champion().version == version
+    recorded = json.loads((root.experiments() / "_modes" / "clicks" / "dlrm" / f"{following}.json").read_text())
+    assert recorded["mode"] == "skip" and recorded["run_id"] == plan.run_id
+    assert plan_run(root, request(following, decay_tolerance=0.5)) == plan  # a rerun: the same plan, no training
+
+
+def test_a_search_gets_a_share_of_the_budget_and_a_full_search_starts_cold(root, backend, tracking):
+    first, version = _promoted_first_day(root, backend, tracking)
+    following = DAY + dt.timedelta(days=1)
+    _next_day_with_holdout(root, following)
+    drift = [{"column": c, "kind": "dense_psi", "value": 0.4, "soft_max": 0.25, "hard_max": 2.0, "severity": "soft"}
+             for c in ("I1", "I2")]
+    root.served("clicks", following).parent.mkdir(parents=True, exist_ok=True)
+    root.served("clicks", following).write_text(json.dumps({
+        "champion_version": version, "champion_auc": 0.7, "served_auc": 0.7, "drift": drift,
+        "validation_status": "passed"}))
+    searched = plan_run(root, request(following, max_trials=4))
+    assert searched.mode == "search" and "2 column(s): I1, I2" in searched.mode_reason
+    assert searched.observation_budget == 2  # 0.25 + 0.75 * 2/5 = 0.55 of the advised 4
+    recipe = load_recipe(Path(searched.recipe_path))
+    assert recipe.retrain.mode == "auto" and recipe.experiment.observation_budget == 2
+    open_experiment(root, backend, tracking, searched)
+    front = [o.assignments for o in backend.best_assignments(first.experiment)]
+    assert backend.suggest(searched.experiment).assignments in front  # warm: the previous best first
+
+    cold = plan_run(root, request(following, run_id="manual__cold", mode="full", max_trials=3))
+    assert cold.mode == "full" and cold.observation_budget == 3
+    open_experiment(root, backend, tracking, cold)
+    assert backend.suggest(cold.experiment).assignments == load_recipe(Path(cold.recipe_path)).queued_suggestions[0]

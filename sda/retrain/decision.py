@@ -52,17 +52,17 @@ def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
         log.info("decision for %s day=%s stands (a rerun): %s (%s)", plan.dataset, plan.day, earlier["verdict"],
                  earlier["reason"])
         return earlier
-    recipe = load_recipe(Path(plan.recipe_path))
+    promotion = load_recipe(Path(plan.recipe_path)).promotion if plan.trains else PromotionPolicy()
     if best["best"] is None:
         champion = registry.champion()
         document = {"verdict": "keep", "reason": f"no challenger: {best.get('reason')}", "challenger": None,
                     "champion": {"version": champion.version} if champion else None,
-                    "policy": recipe.promotion.model_dump(), "holdout": None, "checks": [], "bootstrap": None}
+                    "policy": promotion.model_dump(), "holdout": None, "checks": [], "bootstrap": None}
     else:
-        decision = evaluate(registry, _challenger(plan, best), Path(plan.day_dirs[-1]), plan.day, recipe.promotion)
+        decision = evaluate(registry, _challenger(plan, best), Path(plan.day_dirs[-1]), plan.day, promotion)
         document = decision.to_dict()
-    document.update({"dataset": plan.dataset, "day": plan.day, "run_id": plan.run_id,
-                     "registered_model": registry.name, "best_sha256": best_sha256})
+    document.update({"dataset": plan.dataset, "day": plan.day, "run_id": plan.run_id, "mode": plan.mode,
+                     "mode_reason": plan.mode_reason, "registered_model": registry.name, "best_sha256": best_sha256})
     write_json_atomic(run_dir / "decision.json", document)
     log.info("decision for %s day=%s: %s (%s)", plan.dataset, plan.day, document["verdict"], document["reason"])
     return document

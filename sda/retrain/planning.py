@@ -15,8 +15,18 @@ from typing import Any
 
 from recdp.storage import DataRoot, parse_day, write_json_atomic, write_text_atomic
 from sda.advisors import AdviceRequest, advise
+from sda.policy import RetrainPolicy
 from sda.promote import Registry
 from sda.recipe import Recipe, dump_recipe, parse_recipe
+from sda.retrain.mode import (
+    TRAINING_MODES,
+    ModeDecision,
+    choose_mode,
+    last_full_day,
+    mode_recorded,
+    record_mode,
+    scaled_budget,
+)
 from sda.tracking import Tracking
 
 log = logging.getLogger(__name__)
@@ -41,6 +51,8 @@ class RunRequest:
     champion_auc: float | None = None
     min_delta: float | None = None  # promotion policy overrides (the DAG's Params)
     bootstrap: bool | None = None
+    mode: str = "auto"  # retraining policy overrides (the DAG's Params)
+    decay_tolerance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,12 @@ class RunPlan:
     day_dirs: list[str]
     observation_budget: int
     parallel_bandwidth: int
+    mode: str = "search"  # sda.retrain.mode: full | search train; skip | data do not (no recipe, no experiment)
+    mode_reason: str = ""
+
+    @property
+    def trains(self) -> bool:
+        return self.mode in TRAINING_MODES
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> RunPlan:
@@ -81,13 +99,30 @@ def training_days(root: DataRoot, dataset: str, day: str, window_days: int) -> l
     return found
 
 
-def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path]) -> Recipe:
-    """The recipe with the run's promotion policy, and its experiment named after what the search depends on
-    (not the promotion policy, which only decides what happens after it)."""
+def _policy(request: RunRequest) -> RetrainPolicy:
+    overrides = {"decay_tolerance": request.decay_tolerance}
+    return RetrainPolicy(mode=request.mode, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _scaled(recipe: Recipe, share: float) -> Recipe:
+    """The recipe with its share of the advised observation budget (and a bandwidth that still leaves the
+    search adaptive: at most a quarter of the budget, as the advisor sizes it)."""
+    document = recipe.model_dump(mode="json", exclude_none=True)
+    experiment = document["experiment"]
+    budget = scaled_budget(experiment["observation_budget"], share)
+    experiment["observation_budget"] = budget
+    experiment["parallel_bandwidth"] = max(1, min(experiment["parallel_bandwidth"], budget // 4))
+    return parse_recipe(document, "scaled recipe")
+
+
+def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path], policy: RetrainPolicy) -> Recipe:
+    """The recipe with the run's promotion and retraining policies, and its experiment named after what the
+    search depends on (not the policies, which decide what happens around it)."""
     document = recipe.model_dump(mode="json", exclude_none=True)
     overrides = {"min_delta": request.min_delta, "bootstrap": request.bootstrap}
     document["promotion"] = {**document.get("promotion", {}), **{k: v for k, v in overrides.items() if v is not None}}
-    searched = {k: v for k, v in document.items() if k != "promotion"}
+    document["retrain"] = policy.model_dump(mode="json")
+    searched = {k: v for k, v in document.items() if k not in ("promotion", "retrain")}
     searched["experiment"] = {**searched["experiment"], "name": "unnamed"}
     fingerprint = hashlib.sha256((dump_recipe(parse_recipe(searched)) + "\n".join(d.name for d in day_dirs))
                                  .encode()).hexdigest()[:12]
@@ -102,14 +137,33 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
     run_dir = root.experiment_run(request.run_id)
     earlier = _standing_plan(run_dir / "plan.json", request)
     if earlier is not None:
-        log.info("plan for %s day=%s stands (a rerun): %s", request.dataset, request.day, earlier.experiment)
+        log.info("plan for %s day=%s stands (a rerun): %s %s", request.dataset, request.day, earlier.mode,
+                 earlier.experiment)
+        if not mode_recorded(root, request.dataset, request.model, request.day):  # died between the two writes
+            record_mode(root, request.dataset, request.model, request.day,
+                        ModeDecision(earlier.mode, earlier.mode_reason), request.run_id)
         return earlier
+    policy = _policy(request)
+    served_path = root.served(request.dataset, request.day)
+    served = json.loads(served_path.read_text()) if served_path.is_file() else None
+    decision = choose_mode(policy, request.day, served,
+                           last_full_day(root, request.dataset, request.model, request.day))
+    log.info("mode for %s day=%s: %s (%s)", request.dataset, request.day, decision.mode, decision.reason)
+    if decision.mode not in TRAINING_MODES:
+        plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), "", "", [], 0, 0,
+                       decision.mode, decision.reason)
+        write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
+        record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
+        return plan
     day_dirs = training_days(root, request.dataset, request.day, request.window_days)
     advice = AdviceRequest.from_stats_file(
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
         budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
         champion_auc=request.champion_auc, max_observations=request.max_trials)
-    recipe = _named(advise(advice), request, day_dirs)
+    recipe = advise(advice)
+    if decision.mode == "search" and decision.budget_share < 1:
+        recipe = _scaled(recipe, decision.budget_share)
+    recipe = _named(recipe, request, day_dirs, policy)
     recipe_path = run_dir / "recipe.yaml"
     write_text_atomic(recipe_path, dump_recipe(recipe))
     experiment = recipe.experiment
@@ -118,8 +172,9 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
              experiment.parallel_bandwidth, request.budget_seconds, recipe_path)
     plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
                    experiment.name, [str(d) for d in day_dirs], experiment.observation_budget,
-                   experiment.parallel_bandwidth)
+                   experiment.parallel_bandwidth, decision.mode, decision.reason)
     write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
+    record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
     return plan
 
 
@@ -133,7 +188,7 @@ def _standing_plan(path: Path, request: RunRequest) -> RunPlan | None:
     if {k: v for k, v in document["request"].items() if k != "champion_auc"} != asked:
         return None
     plan = RunPlan.from_dict(document["plan"])
-    if not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs):
+    if plan.trains and (not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs)):
         return None
     return plan
 

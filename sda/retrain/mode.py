@@ -1,0 +1,103 @@
+"""How much a run retrains: one mode per run, chosen from the served champion's decay and the day's drift.
+
+    full    a cold search (no warm start from earlier days): the dataset's first run, every
+            `full_every_days` days since the last full one, or on demand
+    search  an advised, warm-started search whose observation budget grows with the champion's decay and the
+            day's drift (from `search_floor` of the advised budget to all of it)
+    skip    the champion is healthy (served AUC within `decay_tolerance` of its recorded AUC, no drift
+            finding): no training
+    data    validate and preprocess only: prepares history cheaply in backfills (never chosen by auto)
+
+Each run's mode is recorded in experiments/_modes/<dataset>/<model>/<day>.json, so `auto` knows when the last
+full search was.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from recdp.storage import DataRoot, parse_day, write_json_atomic
+from sda.policy import RetrainPolicy
+
+TRAINING_MODES = ("search", "full")
+MODES_DIR = "_modes"
+
+
+@dataclass(frozen=True)
+class ModeDecision:
+    """The run's mode, why, and for a search the share of the advised observation budget it gets."""
+
+    mode: str
+    reason: str
+    budget_share: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
+                last_full_day: str | None) -> ModeDecision:
+    """The mode for `day`, from the monitor's record of it (served AUC, the champion's recorded AUC, the
+    drift findings) and the day of the last full search."""
+    if policy.mode != "auto":
+        return ModeDecision(policy.mode, f"mode {policy.mode} was asked for")
+    served = served or {}
+    if served.get("champion_version") is None:
+        return ModeDecision("full", "no champion yet: a cold search")
+    if last_full_day is None:
+        return ModeDecision("full", "no full search recorded for this dataset and model yet")
+    since = (parse_day(day) - parse_day(last_full_day)).days
+    if since >= policy.full_every_days:
+        return ModeDecision("full", f"the last full search was {since} days ago (every {policy.full_every_days})")
+    drifted = sorted({finding["column"] for finding in served.get("drift", [])})
+    decay = None
+    if served.get("served_auc") is not None and served.get("champion_auc") is not None:
+        decay = served["champion_auc"] - served["served_auc"]
+    signals = []
+    if decay is not None and decay > policy.decay_tolerance:
+        signals.append(f"the champion's served AUC {served['served_auc']:.4f} is {decay:.4f} below its recorded "
+                       f"{served['champion_auc']:.4f} (tolerance {policy.decay_tolerance})")
+    if drifted:
+        signals.append(f"drift beyond the soft limits in {len(drifted)} column(s): {', '.join(drifted)}")
+    if served.get("validation_status") == "accepted":
+        signals.append("the day was accepted by an operator past the hard drift limits")
+    if not signals:
+        if decay is None:
+            return ModeDecision("search", f"no served AUC to judge the champion by ({served.get('reason')})",
+                                policy.search_floor)
+        return ModeDecision("skip", f"the champion is healthy: served AUC {served['served_auc']:.4f}, "
+                                    f"{decay:+.4f} below its recorded {served['champion_auc']:.4f}, no drift")
+    intensity = max(max(decay or 0.0, 0.0) / policy.full_decay, len(drifted) / policy.full_drift_columns,
+                    1.0 if served.get("validation_status") == "accepted" else 0.0)
+    share = policy.search_floor + (1 - policy.search_floor) * min(1.0, intensity)
+    return ModeDecision("search", "; ".join(signals), round(share, 4))
+
+
+def _mode_file(root: DataRoot, dataset: str, model: str, day: str):
+    return root.experiments() / MODES_DIR / dataset / model / f"{parse_day(day).isoformat()}.json"
+
+
+def record_mode(root: DataRoot, dataset: str, model: str, day: str, decision: ModeDecision, run_id: str) -> None:
+    write_json_atomic(_mode_file(root, dataset, model, day), {**decision.to_dict(), "run_id": run_id})
+
+
+def mode_recorded(root: DataRoot, dataset: str, model: str, day: str) -> bool:
+    return _mode_file(root, dataset, model, day).is_file()
+
+
+def last_full_day(root: DataRoot, dataset: str, model: str, before: str) -> str | None:
+    """The newest day before `before` whose run searched cold (mode full)."""
+    folder = root.experiments() / MODES_DIR / dataset / model
+    if not folder.is_dir():
+        return None
+    limit = parse_day(before).isoformat()
+    fulls = [p.stem for p in folder.glob("*.json")
+             if p.stem < limit and json.loads(p.read_text()).get("mode") == "full"]
+    return max(fulls) if fulls else None
+
+
+def scaled_budget(advised: int, share: float, minimum: int = 2) -> int:
+    """A search's observation budget: its share of the advised one, never below `minimum` (nor above it)."""
+    return max(min(minimum, advised), round(advised * share))

@@ -1,0 +1,65 @@
+"""The retraining policy: which mode a run takes, from the champion's served AUC and the day's drift."""
+
+from __future__ import annotations
+
+import pytest
+
+from sda.policy import RetrainPolicy
+from sda.retrain.mode import choose_mode, scaled_budget
+
+DAY = "2026-04-10"
+HEALTHY = {"champion_version": "3", "champion_auc": 0.80, "served_auc": 0.799, "drift": [],
+           "validation_status": "passed"}
+
+
+def finding(column: str) -> dict:
+    return {"column": column, "kind": "dense_psi", "value": 0.4, "soft_max": 0.25, "hard_max": 2.0,
+            "severity": "soft"}
+
+
+def test_a_healthy_champion_skips_training():
+    decision = choose_mode(RetrainPolicy(), DAY, HEALTHY, last_full_day="2026-04-01")
+    assert decision.mode == "skip" and "healthy" in decision.reason
+
+
+@pytest.mark.parametrize(("served", "last_full", "reason"), [
+    (None, None, "no champion yet"),
+    ({**HEALTHY, "champion_version": None, "reason": "no champion yet"}, "2026-04-01", "no champion yet"),
+    (HEALTHY, None, "no full search recorded"),
+    (HEALTHY, "2026-03-11", "30 days ago"),
+])
+def test_a_cold_search_for_a_new_dataset_and_every_so_many_days(served, last_full, reason):
+    decision = choose_mode(RetrainPolicy(), DAY, served, last_full)
+    assert decision.mode == "full" and reason in decision.reason and decision.budget_share == 1.0
+
+
+def test_the_search_budget_grows_with_decay_and_drift():
+    policy = RetrainPolicy()
+    slight = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.797}, "2026-04-01")  # 0.003 below
+    assert slight.mode == "search" and "0.0030 below" in slight.reason
+    assert slight.budget_share == pytest.approx(0.25 + 0.75 * 0.3)
+    decayed = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.78}, "2026-04-01")  # 0.02 below: all of it
+    assert decayed.budget_share == 1.0
+    drifted = choose_mode(policy, DAY, {**HEALTHY, "drift": [finding("I1"), finding("I2")]}, "2026-04-01")
+    assert drifted.mode == "search" and "2 column(s): I1, I2" in drifted.reason
+    assert drifted.budget_share == pytest.approx(0.25 + 0.75 * 2 / 5)
+    accepted = choose_mode(policy, DAY, {**HEALTHY, "validation_status": "accepted"}, "2026-04-01")
+    assert accepted.mode == "search" and accepted.budget_share == 1.0 and "accepted" in accepted.reason
+    tolerant = choose_mode(RetrainPolicy(decay_tolerance=0.05), DAY, {**HEALTHY, "served_auc": 0.78}, "2026-04-01")
+    assert tolerant.mode == "skip"
+
+
+def test_no_served_auc_gets_the_mildest_search_and_a_forced_mode_wins():
+    unserved = {**HEALTHY, "served_auc": None, "reason": "the champion was trained for day 2026-04-10"}
+    decision = choose_mode(RetrainPolicy(), DAY, unserved, "2026-04-01")
+    assert decision.mode == "search" and decision.budget_share == 0.25 and "trained for day" in decision.reason
+    for mode in ("skip", "search", "full", "data"):
+        forced = choose_mode(RetrainPolicy(mode=mode), DAY, None, None)
+        assert forced.mode == mode and forced.reason == f"mode {mode} was asked for"
+
+
+def test_scaled_budgets_keep_a_floor():
+    assert [scaled_budget(16, share) for share in (0.25, 0.5, 1.0)] == [4, 8, 16]
+    assert scaled_budget(4, 0.1) == 2 and scaled_budget(1, 0.1) == 1
+    with pytest.raises(ValueError):
+        RetrainPolicy(mode="sometimes")
