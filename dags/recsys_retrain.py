@@ -4,7 +4,8 @@ partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-sub
     -> monitor (the champion's served AUC on the new day) -> plan (advised recipe) -> create_experiment
     -> run_trials x parallel_bandwidth (each slot runs trials until the experiment is over; at most
        RECSYS_TRIAL_WORKERS at once)
-    -> select_best -> evaluate (challenger vs champion, same holdout) -> promote (registry alias switch)
+    -> select_best -> final_fit (when trials sampled the window) -> evaluate (challenger vs champion, same
+    holdout) -> promote (registry alias switch)
 
 The run's partition is its data interval's start day, or the `day` Param of a UI trigger. Unpausing the DAG
 retrains the latest day only (catchup off, as in Airflow 3's default); history is retrained on purpose with
@@ -92,10 +93,14 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                             description="a cap on the advised observation budget; empty: the advisor's"),
         "mode": Param("auto", type="string", enum=list(MODES),
                       description="how much to retrain: auto (from the champion's served AUC and the drift), "
-                                  "skip, search, full (a cold search) or data (validate and preprocess only)"),
+                                  "skip, refresh (fine-tune the champion), search, full (a cold search) or data "
+                                  "(validate and preprocess only)"),
         "decay_tolerance": Param(None, type=["null", "number"], minimum=0, maximum=0.5,
                                  description="served-AUC decay the champion may show before auto retrains; "
                                              "empty: the recipe's retrain policy (0.002)"),
+        "trial_sample_rows": Param(None, type=["null", "integer"], minimum=1000,
+                                   description="trials of a larger training window train on a sample of this "
+                                               "many rows, then one final fit on all of it; empty: 5M"),
         "min_delta": Param(0.001, type="number", minimum=0, maximum=0.1,
                            description="AUC gain over the champion, on the same holdout, needed to promote"),
         "require_significance": Param(False, type="boolean",
@@ -198,9 +203,10 @@ def recsys_retrain():
                              workers=TRIAL_WORKERS, min_delta=float(params["min_delta"]),
                              bootstrap=bool(params["require_significance"]), mode=params["mode"],
                              decay_tolerance=params["decay_tolerance"],
+                             trial_sample_rows=params["trial_sample_rows"],
                              champion_auc=champion_auc(_tracking(root), target["dataset"]))
         try:
-            run_plan = plan_run(root, request)
+            run_plan = plan_run(root, request, _tracking(root))
         except (NoTrainingData, ValueError) as error:
             raise AirflowFailException(str(error)) from error
         print(f"mode {run_plan.mode}: {run_plan.mode_reason}")
@@ -240,6 +246,16 @@ def recsys_retrain():
         return {k: best[k] for k in ("experiment", "best", "observations", "failed")}
 
     @task
+    def final_fit(run_plan: dict) -> dict:
+        """The chosen assignments on the whole window when the trials sampled it, or the refreshed champion."""
+        from sda.retrain import RunPlan
+        from sda.retrain import final_fit as fit_final
+
+        outcome = fit_final(RunPlan.from_dict(run_plan))
+        print(f"final fit: {outcome}")
+        return outcome
+
+    @task
     def evaluate(run_plan: dict) -> dict:
         from sda.retrain import RunPlan, evaluate_run
 
@@ -263,7 +279,7 @@ def recsys_retrain():
     slots = create_experiment(run_plan)
     chosen = select_best(run_plan)
     run_trials.partial(run_plan=run_plan).expand(slot=slots) >> chosen
-    chosen >> evaluate(run_plan) >> promote(run_plan)
+    chosen >> final_fit(run_plan) >> evaluate(run_plan) >> promote(run_plan)
 
 
 def _backend(root: DataRoot):

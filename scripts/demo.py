@@ -54,8 +54,8 @@ def run_dag(dataset: str, day: dt.date, conf: dict) -> tuple[str, dict[str, str]
 
 def summary(root: DataRoot, dataset: str, day: dt.date, run_id: str, states: dict[str, str], seconds: float) -> str:
     lines = ["", "=" * 72, f"recsys_retrain demo: {dataset} day={day} in {seconds:.0f}s", "-" * 72]
-    order = ["partition_ready", "validate", "gate_dry_run", "preprocess", "plan", "create_experiment",
-             "run_trials", "select_best", "evaluate", "promote"]
+    order = ["partition_ready", "validate", "gate_dry_run", "ship_job", "preprocess", "monitor", "plan",
+             "create_experiment", "run_trials", "select_best", "final_fit", "evaluate", "promote"]
     lines += [f"  {task:<18} {states.get(task, 'not run')}" for task in order]
     report = root.validation_report(dataset, day)
     if report:

@@ -36,15 +36,32 @@ def open_split(day_dirs: Sequence[Path], split: str) -> list[Shards]:
     return shards
 
 
+# The blocks of a sample do not depend on a trial's seed: every trial of a search trains on the same rows.
+SAMPLE_SEED = 20_260_101
+
+
 class BatchStream:
+    """Batches of the shards' rows, or of a sample of `sample_rows` of them: whole blocks drawn at random
+    (the same for every seed, so trials that sample compare on the same rows), the last one cut short."""
+
     def __init__(self, shards: Sequence[Shards], batch_size: int, shuffle: bool, seed: int = 0,
-                 block_rows: int = 65_536) -> None:
+                 block_rows: int = 65_536, sample_rows: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.shards, self.batch_size, self.shuffle, self.seed = list(shards), batch_size, shuffle, seed
         self.blocks = [(i, start, min(start + block_rows, len(s)))
                        for i, s in enumerate(self.shards) for start in range(0, len(s), block_rows)]
         self.rows = sum(len(s) for s in self.shards)
+        if sample_rows is not None and sample_rows < self.rows:
+            kept, rows = [], 0
+            for b in np.random.default_rng(SAMPLE_SEED).permutation(len(self.blocks)):
+                index, start, end = self.blocks[b]
+                end = min(end, start + sample_rows - rows)
+                kept.append((index, start, end))
+                rows += end - start
+                if rows >= sample_rows:
+                    break
+            self.blocks, self.rows = sorted(kept), rows
 
     def __len__(self) -> int:
         return self.rows

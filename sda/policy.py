@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Mode = Literal["auto", "skip", "search", "full", "data"]
-MODES: tuple[str, ...] = ("auto", "skip", "search", "full", "data")
+Mode = Literal["auto", "skip", "refresh", "search", "full", "data"]
+MODES: tuple[str, ...] = ("auto", "skip", "refresh", "search", "full", "data")
 
 
 class PromotionPolicy(BaseModel):
@@ -34,6 +34,9 @@ class RetrainPolicy(BaseModel):
     - mode: auto (default) chooses per run; any other value forces that mode.
     - decay_tolerance (0.002): the champion is healthy while its served AUC on the new day is at most this
       below the AUC it was chosen with.
+    - refresh_max_decay (0.005): a decay beyond the tolerance up to this much, with at most
+      refresh_max_drift_columns (2) drifted columns, is met by a refresh: the champion fine-tuned on the new
+      days with its own settings, one fit instead of a search.
     - full_decay (0.01): a decay of this much gets a search the whole advised budget.
     - full_drift_columns (5): so do this many columns drifted beyond the spec's soft limits.
     - search_floor (0.25): the share of the advised budget the mildest search gets.
@@ -44,6 +47,8 @@ class RetrainPolicy(BaseModel):
 
     mode: Mode = "auto"
     decay_tolerance: float = Field(0.002, ge=0, le=0.5)
+    refresh_max_decay: float = Field(0.005, ge=0, le=0.5)
+    refresh_max_drift_columns: int = Field(2, ge=0)
     full_decay: float = Field(0.01, gt=0, le=0.5)
     full_drift_columns: int = Field(5, ge=1)
     search_floor: float = Field(0.25, gt=0, le=1)

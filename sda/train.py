@@ -22,7 +22,8 @@ from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
 from sda.data import Batch, BatchStream, open_split
-from sda.models import DataShape, ModelConfig, build_model, model_size
+from sda.models import DataShape, ModelConfig, build_model, load_model, model_size
+from sda.models.grow import grow_into
 from sda.optim import RowWiseAdagrad, finite, lr_factor
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class TrainingConfig(BaseModel):
     target_auc: float | None = Field(None, gt=0.5, le=1.0)
     max_loss: float = Field(50.0, gt=0.0)
     max_steps: int | None = Field(None, ge=1)
+    sample_rows: int | None = Field(None, ge=1, description="train on a fixed sample of this many training rows "
+                                                             "(a search's trials); None: every row")
     threads: int | None = Field(None, ge=1)
     log_every_seconds: float = Field(10.0, gt=0.0)
 
@@ -123,15 +126,23 @@ def _shape_of(day_dirs: Sequence[Path]) -> tuple[DataShape, list, list]:
 
 
 def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[Path],
-          callback: ProgressCallback | None = None) -> TrainResult:
-    """Train on the train splits of `day_dirs` (oldest first); validate on the newest day's valid split."""
+          callback: ProgressCallback | None = None, init_from: Path | None = None) -> TrainResult:
+    """Train on the train splits of `day_dirs` (oldest first); validate on the newest day's valid split.
+    With `init_from` (a saved model of the same config), training starts from its weights, its embedding
+    tables grown to the window's vocabulary (a refresh)."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     shape, train_shards, valid_shards = _shape_of([Path(d) for d in day_dirs])
     model = build_model(model_config, shape, sparse=config.sparse_embeddings)
+    if init_from is not None:
+        old, old_config, old_shape = load_model(Path(init_from))
+        if old_config != model_config:
+            raise ValueError(f"{init_from} holds a {old_config.name} model of another config than the one to train")
+        grow_into(old, old_shape, model, shape)
     optimizers = _optimizers(model, config)
     loss_fn = nn.BCEWithLogitsLoss()
-    train_stream = BatchStream(train_shards, config.batch_size, shuffle=True, seed=config.seed)
+    train_stream = BatchStream(train_shards, config.batch_size, shuffle=True, seed=config.seed,
+                               sample_rows=config.sample_rows)
     valid_stream = BatchStream(valid_shards, 65_536, shuffle=False)
     steps_per_epoch = -(-len(train_stream) // config.batch_size)
     total_steps = min(steps_per_epoch * config.epochs, config.max_steps or 1 << 62)

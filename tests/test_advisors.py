@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from recdp.spec import load_spec
-from sda.advisors import AdviceRequest, advise
+from sda.advisors import AdviceRequest, advise, knowledge
 from sda.advisors.knowledge import embedding_dim_for
 from sda.cli import main
 from sda.models import DataShape, build_model
@@ -47,6 +47,18 @@ def test_each_advisor_gives_a_valid_buildable_recipe(model, rows):
     build_model(recipe.model, DataShape(SPEC.dense, SPEC.categorical, sizes))
     if rows > 1_000_000:
         assert recipe.training.batch_size > advise(request(model, 80_000)).training.batch_size
+
+
+def test_a_large_window_is_searched_on_a_sample_and_the_model_sized_for_all_of_it():
+    whole = advise(request("dlrm", 100_000_000, budget_seconds=3600))
+    sampled = advise(request("dlrm", 5_000_000, budget_seconds=3600))
+    assert whole.training.sample_rows == knowledge.TRIAL_SAMPLE_ROWS and sampled.training.sample_rows is None
+    # The search (batch, rate, budget, space) is the 5M-row sample's; the model is the 100M-row window's.
+    assert (whole.training.batch_size, whole.training.learning_rate) == (
+        sampled.training.batch_size, sampled.training.learning_rate)
+    assert whole.experiment.observation_budget == sampled.experiment.observation_budget
+    unsampled = advise(request("dlrm", 100_000_000, budget_seconds=3600, trial_sample_rows=None))
+    assert unsampled.training.sample_rows is None and whole.model == unsampled.model
 
 
 def test_knowledge_scales_with_the_data():

@@ -38,7 +38,7 @@ def test_structure(dag):
 
     assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "ship_job", "preprocess",
                                               "monitor", "plan", "create_experiment", "run_trials", "select_best",
-                                              "evaluate", "promote"}
+                                              "final_fit", "evaluate", "promote"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
     assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "gate_dry_run"}
@@ -50,7 +50,8 @@ def test_structure(dag):
     assert dag.get_task("select_best").upstream_task_ids == {"plan", "run_trials"}
     assert dag.get_task("run_trials").max_active_tis_per_dagrun == 2  # RECSYS_TRIAL_WORKERS
     assert dag.get_task("select_best").trigger_rule == "none_failed"
-    assert dag.get_task("evaluate").upstream_task_ids == {"plan", "select_best"}
+    assert dag.get_task("final_fit").upstream_task_ids == {"plan", "select_best"}
+    assert dag.get_task("evaluate").upstream_task_ids == {"plan", "final_fit"}
     assert dag.get_task("promote").upstream_task_ids == {"plan", "evaluate"}
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.catchup is False  # history runs through `airflow backfill create`, on purpose
@@ -100,7 +101,8 @@ def _run(dag, conf: dict):
     logical_date = pendulum.datetime(2026, 6, 1, tz="UTC").add(days=next(_RUNS))
     # A run's conf stays in the module's DAG object after dag.test(): each run restates the Params some test
     # changes (a sigopt run once inherited the mode "data" of the run before it).
-    run = dag.test(logical_date=logical_date, run_conf={"dry_run": False, "mode": "auto", **conf})
+    run = dag.test(logical_date=logical_date,
+                   run_conf={"dry_run": False, "mode": "auto", "training_window_days": 3, **conf})
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
@@ -109,7 +111,7 @@ def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, crite
     make_day(criteo, data_root, rows=5000)  # the DAG uses the real criteo spec: at least 1000 rows
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
     downstream = ("ship_job", "preprocess", "monitor", "plan", "create_experiment", "run_trials", "select_best",
-                  "evaluate", "promote")
+                  "final_fit", "evaluate", "promote")
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()
@@ -125,7 +127,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
-    assert set(states.values()) == {"success"} and len(states) == 12, states
+    assert set(states.values()) == {"success"} and len(states) == 13, states
     served = json.loads(data_root.served("criteo", DAY).read_text())
     assert served["served_auc"] is None and served["reason"] == "no champion yet"
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
@@ -203,6 +205,26 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
         assert not (run_dir / "recipe.yaml").exists() and (data_root.processed("criteo", day) / "_SUCCESS").is_file()
         assert data_root.served("criteo", day).is_file()
     assert client.get_model_version_by_alias("recsys_criteo", "champion").version == serving.version
+
+    # Day 5, mode refresh: the champion fine-tuned on the days since its own, its tables grown to the
+    # vocabulary those days added; judged on day 5's holdout like any challenger.
+    from sda.models import load_model
+
+    day5 = DAY + dt.timedelta(days=4)
+    make_day(criteo, data_root, day=day5, rows=20_000)
+    run5, states5 = _run(dag, {"dataset": "criteo", "day": day5.isoformat(), "mode": "refresh",
+                               "training_window_days": 5})
+    assert states5["run_trials"] == "skipped" and states5["final_fit"] == "success", states5
+    assert {s for task, s in states5.items() if task != "run_trials"} == {"success"}, states5
+    run_dir5 = data_root.experiment_run(run5.run_id)
+    best5 = json.loads((run_dir5 / "best.json").read_text())
+    decision5 = json.loads((run_dir5 / "decision.json").read_text())
+    assert decision5["mode"] == "refresh" and best5["best"]["model_path"].endswith("refresh/model.pt")
+    assert decision5["challenger"]["label"] == f"challenger (refresh of version {serving.version})"
+    champion_shape = load_model(run_dir5 / "champion" / "model.pt")[2]
+    refreshed_shape = load_model(Path(best5["best"]["model_path"]))[2]
+    assert refreshed_shape.vocab_version > champion_shape.vocab_version  # days 3-5 brought new ids
+    assert sum(refreshed_shape.table_sizes) > sum(champion_shape.table_sizes)
 
 
 @pytest.mark.e2e

@@ -35,14 +35,17 @@ def test_a_cold_search_for_a_new_dataset_and_every_so_many_days(served, last_ful
 
 def test_the_search_budget_grows_with_decay_and_drift():
     policy = RetrainPolicy()
-    slight = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.797}, "2026-04-01")  # 0.003 below
-    assert slight.mode == "search" and "0.0030 below" in slight.reason
-    assert slight.budget_share == pytest.approx(0.25 + 0.75 * 0.3)
+    slight = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.797}, "2026-04-01")  # 0.003 below: mild
+    assert slight.mode == "refresh" and "0.0030 below" in slight.reason and "fine-tuned" in slight.reason
+    some = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.793}, "2026-04-01")  # 0.007 below
+    assert some.mode == "search" and some.budget_share == pytest.approx(0.25 + 0.75 * 0.7)
     decayed = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.78}, "2026-04-01")  # 0.02 below: all of it
     assert decayed.budget_share == 1.0
-    drifted = choose_mode(policy, DAY, {**HEALTHY, "drift": [finding("I1"), finding("I2")]}, "2026-04-01")
-    assert drifted.mode == "search" and "2 column(s): I1, I2" in drifted.reason
-    assert drifted.budget_share == pytest.approx(0.25 + 0.75 * 2 / 5)
+    two = choose_mode(policy, DAY, {**HEALTHY, "drift": [finding("I1"), finding("I2")]}, "2026-04-01")
+    assert two.mode == "refresh" and "2 column(s): I1, I2" in two.reason
+    drifted = choose_mode(policy, DAY, {**HEALTHY, "drift": [finding(c) for c in ("I1", "I2", "I3")]},
+                          "2026-04-01")
+    assert drifted.mode == "search" and drifted.budget_share == pytest.approx(0.25 + 0.75 * 3 / 5)
     accepted = choose_mode(policy, DAY, {**HEALTHY, "validation_status": "accepted"}, "2026-04-01")
     assert accepted.mode == "search" and accepted.budget_share == 1.0 and "accepted" in accepted.reason
     tolerant = choose_mode(RetrainPolicy(decay_tolerance=0.05), DAY, {**HEALTHY, "served_auc": 0.78}, "2026-04-01")
@@ -53,7 +56,7 @@ def test_no_served_auc_gets_the_mildest_search_and_a_forced_mode_wins():
     unserved = {**HEALTHY, "served_auc": None, "reason": "the champion was trained for day 2026-04-10"}
     decision = choose_mode(RetrainPolicy(), DAY, unserved, "2026-04-01")
     assert decision.mode == "search" and decision.budget_share == 0.25 and "trained for day" in decision.reason
-    for mode in ("skip", "search", "full", "data"):
+    for mode in ("skip", "refresh", "search", "full", "data"):
         forced = choose_mode(RetrainPolicy(mode=mode), DAY, None, None)
         assert forced.mode == mode and forced.reason == f"mode {mode} was asked for"
 

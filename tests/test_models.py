@@ -103,3 +103,28 @@ def test_learning_rate_schedule():
     assert lr_factor(50, 10, 100, 100, 2.0) == 1.0
     assert lr_factor(150, 10, 100, 100, 2.0) == pytest.approx(0.25)
     assert lr_factor(500, 10, 100, 100, 2.0) == 0.0
+
+
+@pytest.mark.parametrize("config", [
+    {"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8, 4], "top_mlp": [8]},
+    {"name": "wide_deep", "embedding_dim": 4, "table_dims": {"c3": 8}, "deep_mlp": [8]},
+    {"name": "dcnv2", "embedding_dim": 4, "table_dims": {"c3": 8}, "deep_mlp": [8], "cross_layers": 2},
+    {"name": "deepfm", "embedding_dim": 4, "deep_mlp": [8]},
+])
+def test_a_model_grows_into_a_larger_vocabulary_keeping_every_old_row(config):
+    from sda.models.grow import grow_into
+
+    model_config = parse_model_config(config)
+    torch.manual_seed(0)
+    old = build_model(model_config, SHAPE)
+    grown_shape = DataShape(SHAPE.dense_columns, SHAPE.categorical_columns, (12, 7, 45, 9), vocab_version=3)
+    new = build_model(model_config, grown_shape)
+    grow_into(old, SHAPE, new, grown_shape)
+    dense, cat = batch()  # old ids only: the grown model scores them exactly as the old one
+    old.eval(), new.eval()
+    torch.testing.assert_close(new(dense, cat), old(dense, cat))
+    new_ids = cat.clone()
+    new_ids[:, 2] = 40  # an id only the grown vocabulary has: its own row, not another id's
+    assert not torch.equal(new(dense, new_ids), old(dense, cat))
+    with pytest.raises(ValueError, match="ids only grow"):
+        grow_into(new, grown_shape, build_model(model_config, SHAPE), SHAPE)

@@ -32,14 +32,15 @@ from tests.test_train import CATS, DENSE, SIZES, make_processed_day
 DAY = dt.date(2026, 4, 10)
 
 
-def processed_day(root: DataRoot, day: dt.date, rows: int = 12_000, seed: int = 0) -> None:
-    """A processed partition as the Spark job leaves it: shards, stats.json, _SUCCESS."""
+def processed_day(root: DataRoot, day: dt.date, rows: int = 12_000, seed: int = 0, **shape) -> None:
+    """A processed partition as the Spark job leaves it: shards, stats.json, _SUCCESS (`shape`: the
+    vocabulary and labels, as make_processed_day takes them)."""
     target = root.processed("clicks", day)
-    made = make_processed_day(target.parent / f"build-{day}", rows=rows, seed=seed)
+    made = make_processed_day(target.parent / f"build-{day}", rows=rows, seed=seed, **shape)
     shutil.move(str(made), target)
     stats = {"dataset": "clicks", "day": day.isoformat(), "rows": rows + rows // 4, "positive_rate": 0.3,
              "splits": {"train": {"rows": rows}, "valid": {"rows": rows // 4}},
-             "categorical": {c: {"vocab_size": SIZES[c]} for c in CATS},
+             "categorical": {c: {"vocab_size": {**SIZES, **shape.get("sizes", {})}[c]} for c in CATS},
              "dense": {d: {"mean": 0.5} for d in DENSE}}
     (target / "stats.json").write_text(json.dumps(stats))
     (target / "_SUCCESS").touch()
@@ -278,7 +279,7 @@ def test_a_healthy_champion_skips_training_and_a_rerun_changes_nothing(root, bac
     served = monitor_day(root, tracking, "clicks", following.isoformat())
     assert served.served_auc is not None and served.champion_version == version
     plan = plan_run(root, request(following, decay_tolerance=0.5))  # a tolerant policy: the champion is healthy
-    assert (plan.mode, plan.trains, plan.recipe_path) == ("skip", False, "") and "healthy" in plan.mode_reason
+    assert (plan.mode, plan.searches, plan.recipe_path) == ("skip", False, "") and "healthy" in plan.mode_reason
     assert open_experiment(root, backend, tracking, plan) == []
     best = select_best(root, backend, plan)
     assert best["best"] is None and best["mode"] == "skip" and best["reason"].startswith("mode skip: ")
@@ -296,16 +297,16 @@ def test_a_search_gets_a_share_of_the_budget_and_a_full_search_starts_cold(root,
     following = DAY + dt.timedelta(days=1)
     _next_day_with_holdout(root, following)
     drift = [{"column": c, "kind": "dense_psi", "value": 0.4, "soft_max": 0.25, "hard_max": 2.0, "severity": "soft"}
-             for c in ("I1", "I2")]
+             for c in ("I1", "I2", "I3")]  # more than a refresh answers
     root.served("clicks", following).parent.mkdir(parents=True, exist_ok=True)
     root.served("clicks", following).write_text(json.dumps({
         "champion_version": version, "champion_auc": 0.7, "served_auc": 0.7, "drift": drift,
         "validation_status": "passed"}))
     searched = plan_run(root, request(following, max_trials=4))
-    assert searched.mode == "search" and "2 column(s): I1, I2" in searched.mode_reason
-    assert searched.observation_budget == 2  # 0.25 + 0.75 * 2/5 = 0.55 of the advised 4
+    assert searched.mode == "search" and "3 column(s): I1, I2, I3" in searched.mode_reason
+    assert searched.observation_budget == 3  # 0.25 + 0.75 * 3/5 = 0.7 of the advised 4
     recipe = load_recipe(Path(searched.recipe_path))
-    assert recipe.retrain.mode == "auto" and recipe.experiment.observation_budget == 2
+    assert recipe.retrain.mode == "auto" and recipe.experiment.observation_budget == 3
     open_experiment(root, backend, tracking, searched)
     front = [o.assignments for o in backend.best_assignments(first.experiment)]
     assert backend.suggest(searched.experiment).assignments in front  # warm: the previous best first
@@ -314,3 +315,96 @@ def test_a_search_gets_a_share_of_the_budget_and_a_full_search_starts_cold(root,
     assert cold.mode == "full" and cold.observation_budget == 3
     open_experiment(root, backend, tracking, cold)
     assert backend.suggest(cold.experiment).assignments == load_recipe(Path(cold.recipe_path)).queued_suggestions[0]
+
+
+def test_trials_on_a_sample_then_one_final_fit_on_the_whole_window(root, backend, tracking):
+    from sda.retrain import final_fit
+
+    processed_day(root, DAY)
+    target = root.processed("clicks", DAY)
+    shutil.copytree(target / "shards" / "valid", target / "shards" / "test")
+    plan = plan_run(root, request(min_delta=0.0, trial_sample_rows=4000))  # the window holds 12,000 rows
+    assert load_recipe(Path(plan.recipe_path)).training.sample_rows == 4000
+    for slot in open_experiment(root, backend, tracking, plan):
+        report = run_slot(backend, tracking, plan, slot)
+        assert all(t.metrics["samples"] == 4000 for t in report.trials if t.status == "ok")
+    chosen = select_best(root, backend, plan)["best"]
+    outcome = final_fit(plan)
+    assert outcome["final_fit"] and outcome["suggestion"] == chosen["suggestion"] and outcome["rows"] == 12_000
+    best = json.loads((root.experiment_run(plan.run_id) / "best.json").read_text())
+    final_model = root.experiment_run(plan.run_id) / "final" / "model.pt"
+    assert best["best"]["model_path"] == str(final_model) and final_model.is_file()
+    assert best["best"]["trial"]["model_path"] == chosen["model_path"]
+    assert best["best"]["values"]["auc"] == outcome["values"]["auc"] and best["final_fit"]["rows"] == 12_000
+    again = final_fit(plan)  # a rerun: applied again, not fitted again
+    assert again == outcome and final_model.stat().st_mtime_ns == Path(best["best"]["model_path"]).stat().st_mtime_ns
+    decision = evaluate_run(tracking, plan)  # the final model is the challenger
+    assert decision["verdict"] == "promote" and decision["challenger"]["auc"] > 0.6
+    version = promote_run(tracking, plan)["version"]
+    champion = Registry(tracking, "clicks").champion()
+    assert champion.version == version
+    assert float(champion.tags["recsys.metric.auc"]) == pytest.approx(outcome["values"]["auc"], abs=1e-6)
+    unsampled = plan_run(root, request(DAY, run_id="manual__whole", max_trials=2))
+    assert final_fit(unsampled) == {"final_fit": False, "reason": "the trials trained on the whole window"}
+
+
+def _refresh_day(root, backend, tracking, **shape) -> tuple[RunPlan, str, dt.date]:
+    """Day 1 searched and promoted; day 2 (`shape`) with a mild decay of the champion: auto refreshes."""
+    _, version = _promoted_first_day(root, backend, tracking)
+    following = DAY + dt.timedelta(days=1)
+    processed_day(root, following, seed=DAY.day, **shape)  # the same world as day 1, its next day
+    target = root.processed("clicks", following)
+    shutil.copytree(target / "shards" / "valid", target / "shards" / "test")
+    champion = Registry(tracking, "clicks").champion()
+    recorded = float(champion.tags["recsys.metric.auc"])
+    root.served("clicks", following).parent.mkdir(parents=True, exist_ok=True)
+    root.served("clicks", following).write_text(json.dumps({  # 0.003 below its recorded AUC: mild
+        "champion_version": version, "champion_auc": recorded, "served_auc": recorded - 0.003, "drift": [],
+        "validation_status": "passed"}))
+    plan = plan_run(root, request(following, min_delta=0.0), tracking)
+    return plan, version, following
+
+
+def test_a_refresh_fine_tunes_the_champion_on_the_new_day_with_its_tables_grown(root, backend, tracking):
+    from sda.models import load_model
+    from sda.retrain import final_fit
+
+    plan, version, following = _refresh_day(root, backend, tracking, sizes={"c1": 65, "c3": 11}, vocab_version=2)
+    assert plan.mode == "refresh" and "mild" in plan.mode_reason and plan.experiment == f"refresh of version {version}"
+    assert [Path(d).name for d in plan.day_dirs] == [f"day={following}"]  # only the days since the champion's
+    assert open_experiment(root, backend, tracking, plan) == []
+    assert select_best(root, backend, plan)["best"] is None
+    outcome = final_fit(plan)
+    assert outcome["refresh"] and outcome["rows"] == 12_000
+    best = json.loads((root.experiment_run(plan.run_id) / "best.json").read_text())
+    refreshed = Path(best["best"]["model_path"])
+    assert refreshed == root.experiment_run(plan.run_id) / "refresh" / "model.pt"
+    _, config, shape = load_model(refreshed)
+    champion_config = load_model(root.experiment_run(plan.run_id) / "champion" / "model.pt")[1]
+    assert config == champion_config and shape.table_sizes == (65, 20, 11)  # grown: the new ids have rows
+    fitted_at = refreshed.stat().st_mtime_ns
+    assert final_fit(plan) == outcome and refreshed.stat().st_mtime_ns == fitted_at  # a rerun: not fitted again
+    decision = evaluate_run(tracking, plan)
+    assert decision["mode"] == "refresh"
+    assert decision["challenger"]["label"] == f"challenger (refresh of version {version})"
+    if promote_run(tracking, plan)["verdict"] == "promote":
+        assert Registry(tracking, "clicks").champion().tags["recsys.refresh_of"] == f"refresh of version {version}"
+
+
+def test_a_refresh_that_got_worse_is_kept_out(root, backend, tracking):
+    from sda.retrain import final_fit
+
+    plan, version, _ = _refresh_day(root, backend, tracking, invert_train=True)  # the day teaches the opposite
+    assert plan.mode == "refresh"
+    select_best(root, backend, plan)
+    final_fit(plan)
+    decision = evaluate_run(tracking, plan)
+    assert decision["verdict"] == "keep" and decision["challenger"]["auc"] < decision["champion"]["auc"]
+    assert promote_run(tracking, plan)["verdict"] == "keep"
+    assert Registry(tracking, "clicks").champion().version == version
+
+
+def test_a_refresh_needs_a_day_newer_than_the_champion(root, backend, tracking):
+    _promoted_first_day(root, backend, tracking)
+    with pytest.raises(ValueError, match="no processed day after 2026-04-10"):
+        plan_run(root, request(DAY, run_id="manual__again", mode="refresh"), tracking)

@@ -16,18 +16,26 @@ DENSE, CATS, SIZES = ["d1", "d2"], ["c1", "c2", "c3"], {"c1": 50, "c2": 20, "c3"
 DLRM = parse_model_config({"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]})
 
 
-def make_processed_day(root: Path, rows: int = 24_000, seed: int = 0) -> Path:
-    """A processed-day folder whose labels follow a logistic model of one id column and one dense value."""
+def make_processed_day(root: Path, rows: int = 24_000, seed: int = 0, sizes: dict[str, int] | None = None,
+                       vocab_version: int = 1, invert_train: bool = False) -> Path:
+    """A processed-day folder whose labels follow a logistic model of one id column and one dense value.
+    Larger `sizes` add ids (a newer vocabulary) with effects of their own, the old ids' effects unchanged;
+    `invert_train` flips the train split's labels (a day that teaches the opposite of the truth)."""
+    sizes = {**SIZES, **(sizes or {})}
     rng = np.random.default_rng(seed)
     effect = rng.normal(0, 1.5, SIZES["c1"])
+    if sizes["c1"] > SIZES["c1"]:
+        effect = np.concatenate([effect, np.random.default_rng(seed + 1).normal(0, 1.5, sizes["c1"] - SIZES["c1"])])
     day = root / "day"
     for split, n in (("train", rows), ("valid", rows // 4)):
-        cat = np.stack([rng.integers(0, SIZES[c], n) for c in CATS], axis=1).astype(np.int32)
+        cat = np.stack([rng.integers(0, sizes[c], n) for c in CATS], axis=1).astype(np.int32)
         dense = rng.random((n, 2)).astype(np.float32)
         logit = effect[cat[:, 0]] + 2.0 * (dense[:, 0] - 0.5) - 1.0
         label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+        if invert_train and split == "train":
+            label = 1.0 - label
         write_shards(day / "shards" / split, [(label, dense, cat)], label="y", dense_columns=DENSE,
-                     categorical_columns=CATS, vocab_version=1, table_sizes=SIZES)
+                     categorical_columns=CATS, vocab_version=vocab_version, table_sizes=sizes)
     return day
 
 
@@ -49,6 +57,24 @@ def test_batch_stream_visits_every_row_once_in_shuffled_blocks(day):
     assert not np.array_equal(dense_first, dense_next)
     sizes = [len(b) for b in BatchStream(shards, 7000, shuffle=False, block_rows=5000).epoch()]
     assert sizes == [7000, 7000, 7000, 3000]
+
+
+def test_a_sample_is_the_same_rows_for_every_seed_and_epoch(day):
+    shards = open_split([day], "train")
+
+    def rows(seed: int, epoch: int) -> np.ndarray:
+        stream = BatchStream(shards, 1000, shuffle=True, seed=seed, block_rows=5000, sample_rows=12_345)
+        assert len(stream) == 12_345
+        return np.sort(np.concatenate([b.dense.numpy()[:, 0] for b in stream.epoch(epoch)]))
+
+    sample = rows(seed=1, epoch=0)
+    assert len(sample) == 12_345 and len(np.unique(sample)) > 12_000  # rows of the day, each at most once
+    np.testing.assert_array_equal(sample, rows(seed=2, epoch=3))  # other trials and epochs: the same rows
+    whole = BatchStream(shards, 1000, shuffle=True, block_rows=5000, sample_rows=10**9)
+    assert len(whole) == 24_000  # a sample as large as the data is the data
+    result = train(parse_model_config({"name": "dlrm", "embedding_dim": 4, "bottom_mlp": [8, 4], "top_mlp": [8]}),
+                   TrainingConfig(batch_size=512, sample_rows=5000, eval_every=None), [day])
+    assert result.status == "ok" and result.metrics["samples"] == 5000
 
 
 @pytest.mark.parametrize("optimizer, lr", [("adagrad", 0.05), ("sgd", 1.0), ("adam", 0.005)])

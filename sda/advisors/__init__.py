@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ class AdviceRequest:
     max_observations: int | None = None  # a cap on the observation budget (e.g. the DAG's max_trials Param)
     naive: bool = False
     overrides: tuple[str, ...] = ()
+    # Trials of a larger window train on a sample of this many rows, then one final fit on all of it.
+    trial_sample_rows: int | None = knowledge.TRIAL_SAMPLE_ROWS
 
     @classmethod
     def from_stats_file(cls, path: Path, **fields) -> AdviceRequest:
@@ -43,17 +46,25 @@ def advise(request: AdviceRequest) -> Recipe:
     if request.max_observations is not None and request.max_observations < 1:
         raise ValueError("max_observations must be at least 1")
     facts = knowledge.DataFacts.from_stats(request.stats, request.window_days)
+    # The model is sized for the window it will serve from; the search (batch, rate, space, budget) for the
+    # rows its trials train on: a sample of a large window.
     model_section, model_space = ADVISORS[request.model](facts)
-    batch_size = knowledge.batch_size_for(facts.train_rows)
-    learning_rate = knowledge.learning_rate_for(batch_size, facts.train_rows // batch_size * request.epochs)
+    sample = request.trial_sample_rows if request.trial_sample_rows and facts.train_rows > request.trial_sample_rows \
+        else None
+    trial_facts = dataclasses.replace(facts, train_rows=sample) if sample else facts
+    batch_size = knowledge.batch_size_for(trial_facts.train_rows)
+    learning_rate = knowledge.learning_rate_for(batch_size, trial_facts.train_rows // batch_size * request.epochs)
     training = {"epochs": request.epochs, "batch_size": batch_size, "optimizer": "adam",
                 "learning_rate": round(learning_rate, 8), "eval_every": 0.25}
+    if sample:
+        training["sample_rows"] = sample
     observations, bandwidth, share = knowledge.budget_and_bandwidth(
-        request.model, facts, request.epochs, request.budget_seconds, request.workers, request.max_observations)
+        request.model, trial_facts, request.epochs, request.budget_seconds, request.workers,
+        request.max_observations)
     if request.naive:
         parameters = knowledge.naive_space(tunes_embedding_dim=request.model != "dlrm")
     else:
-        parameters = knowledge.narrow_space(learning_rate, batch_size, facts.train_rows) + model_space
+        parameters = knowledge.narrow_space(learning_rate, batch_size, trial_facts.train_rows) + model_space
     apply_overrides(model_section, training, list(request.overrides))
     document = {
         "data": {"dataset": request.dataset, "training_window_days": request.window_days,

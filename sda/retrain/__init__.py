@@ -5,6 +5,7 @@
                run_slot: one of parallel_bandwidth workers, trials (suggest -> train -> observe, each an MLflow
                run) one after another until the experiment is over
     best       select_best: the Pareto set -> the chosen trial -> best.json (+ pareto.png, from pareto)
+    final      final_fit: when the trials trained on a sample, the chosen assignments on the whole window
     history    each day's chosen experiment, which a later day warm-starts from
     decision   evaluate_run: the chosen trial and the champion on the day's holdout -> decision.json;
                promote_run: a `promote` decision carried out in the MLflow registry (atomic alias switch)
@@ -16,11 +17,12 @@ and a hash of the recipe, so a rerun of the same day with the same recipe reopen
 
 from sda.retrain.best import select_best
 from sda.retrain.decision import evaluate_run, promote_run
+from sda.retrain.final import final_fit
 from sda.retrain.history import HISTORY, previous_experiment
 from sda.retrain.pareto import plot_pareto
 from sda.retrain.planning import NoTrainingData, RunPlan, RunRequest, champion_auc, plan_run, training_days
 from sda.retrain.slots import SlotReport, TrialReport, open_experiment, run_slot, trial_slots
 
 __all__ = ["HISTORY", "NoTrainingData", "RunPlan", "RunRequest", "SlotReport", "TrialReport", "champion_auc",
-           "evaluate_run", "open_experiment", "plan_run", "plot_pareto", "previous_experiment", "promote_run",
-           "run_slot", "select_best", "training_days", "trial_slots"]
+           "evaluate_run", "final_fit", "open_experiment", "plan_run", "plot_pareto", "previous_experiment",
+           "promote_run", "run_slot", "select_best", "training_days", "trial_slots"]

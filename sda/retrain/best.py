@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def select_best(root: DataRoot, backend: OptimizerBackend, plan: RunPlan) -> dict[str, Any]:
     """best.json: the chosen trial (or none, with the reason), the Pareto set and the experiment's totals."""
-    if not plan.trains:
+    if not plan.searches:  # nothing to choose from: a refresh's model comes from final_fit
         document = {"dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
                     "mode": plan.mode, "mode_reason": plan.mode_reason, "experiment": None, "observations": 0,
                     "failed": 0, "abandoned": 0, "training_seconds": 0.0, "pareto": [], "best": None,

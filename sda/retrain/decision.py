@@ -30,12 +30,15 @@ def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
         "dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
         "training_window": ",".join(Path(d).name.removeprefix("day=") for d in plan.day_dirs),
         "vocab_version": stats.get("vocab_version"), "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
-        "optimizer_experiment": plan.experiment, "trial": chosen["suggestion"],
+        "optimizer_experiment": plan.experiment if plan.searches else None, "trial": chosen["suggestion"],
+        "refresh_of": chosen.get("refresh_of"),
         "mlflow_run": result.get("mlflow_run"),
         **{f"metric.{k}": round(float(v), 6) for k, v in (chosen["values"] or {}).items()},
     })
     model_bytes = result.get("metrics", {}).get("model_bytes")
-    return Challenger(Path(chosen["model_path"]), plan.day, f"challenger (trial {chosen['suggestion']})",
+    label = f"challenger ({chosen['refresh_of']})" if chosen.get("refresh_of") else \
+        f"challenger (trial {chosen['suggestion']})"
+    return Challenger(Path(chosen["model_path"]), plan.day, label,
                       chosen.get("training_seconds"), int(model_bytes) if model_bytes else None, lineage)
 
 
@@ -52,7 +55,7 @@ def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
         log.info("decision for %s day=%s stands (a rerun): %s (%s)", plan.dataset, plan.day, earlier["verdict"],
                  earlier["reason"])
         return earlier
-    promotion = load_recipe(Path(plan.recipe_path)).promotion if plan.trains else PromotionPolicy()
+    promotion = load_recipe(Path(plan.recipe_path)).promotion if plan.recipe_path else PromotionPolicy()
     if best["best"] is None:
         champion = registry.champion()
         document = {"verdict": "keep", "reason": f"no challenger: {best.get('reason')}", "challenger": None,

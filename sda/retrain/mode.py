@@ -2,6 +2,8 @@
 
     full    a cold search (no warm start from earlier days): the dataset's first run, every
             `full_every_days` days since the last full one, or on demand
+    refresh the champion fine-tuned on the days since its own, with its own settings: one fit, when the
+            decay or drift is mild (up to `refresh_max_decay`, `refresh_max_drift_columns`)
     search  an advised, warm-started search whose observation budget grows with the champion's decay and the
             day's drift (from `search_floor` of the advised budget to all of it)
     skip    the champion is healthy (served AUC within `decay_tolerance` of its recorded AUC, no drift
@@ -21,7 +23,7 @@ from typing import Any
 from recdp.storage import DataRoot, parse_day, write_json_atomic
 from sda.policy import RetrainPolicy
 
-TRAINING_MODES = ("search", "full")
+TRAINING_MODES = ("search", "full")  # the modes that search (an experiment); refresh trains without one
 MODES_DIR = "_modes"
 
 
@@ -69,6 +71,9 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
                                 policy.search_floor)
         return ModeDecision("skip", f"the champion is healthy: served AUC {served['served_auc']:.4f}, "
                                     f"{decay:+.4f} below its recorded {served['champion_auc']:.4f}, no drift")
+    accepted = served.get("validation_status") == "accepted"
+    if not accepted and (decay or 0.0) <= policy.refresh_max_decay and len(drifted) <= policy.refresh_max_drift_columns:
+        return ModeDecision("refresh", "; ".join(signals) + ": mild, the champion is fine-tuned on the new days")
     intensity = max(max(decay or 0.0, 0.0) / policy.full_decay, len(drifted) / policy.full_drift_columns,
                     1.0 if served.get("validation_status") == "accepted" else 0.0)
     share = policy.search_floor + (1 - policy.search_floor) * min(1.0, intensity)

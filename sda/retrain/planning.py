@@ -9,6 +9,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ class RunRequest:
     bootstrap: bool | None = None
     mode: str = "auto"  # retraining policy overrides (the DAG's Params)
     decay_tolerance: float | None = None
+    trial_sample_rows: int | None = None  # trials of a larger window sample it (None: the advisor's default)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class RunPlan:
     mode_reason: str = ""
 
     @property
-    def trains(self) -> bool:
+    def searches(self) -> bool:
+        """Whether the run has an experiment (full, search); refresh trains one model without one."""
         return self.mode in TRAINING_MODES
 
     @classmethod
@@ -130,7 +134,7 @@ def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path], policy: Re
     return parse_recipe(document, "advised recipe")
 
 
-def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
+def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = None) -> RunPlan:
     """The run's recipe and plan, made once: a rerun of the same run with the same Params gets the plan its
     first attempt made (plan.json), even when the champion (the advisor's AUC threshold) changed since, so
     that it reopens the same experiment instead of starting another."""
@@ -149,6 +153,10 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
     decision = choose_mode(policy, request.day, served,
                            last_full_day(root, request.dataset, request.model, request.day))
     log.info("mode for %s day=%s: %s (%s)", request.dataset, request.day, decision.mode, decision.reason)
+    if decision.mode == "refresh":
+        if tracking is None:
+            raise ValueError("a refresh plan needs the registry (tracking) to read the champion from")
+        return _refresh_plan(root, request, tracking, policy, decision, run_dir)
     if decision.mode not in TRAINING_MODES:
         plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), "", "", [], 0, 0,
                        decision.mode, decision.reason)
@@ -159,7 +167,8 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
     advice = AdviceRequest.from_stats_file(
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
         budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
-        champion_auc=request.champion_auc, max_observations=request.max_trials)
+        champion_auc=request.champion_auc, max_observations=request.max_trials,
+        **({"trial_sample_rows": request.trial_sample_rows} if request.trial_sample_rows else {}))
     recipe = advise(advice)
     if decision.mode == "search" and decision.budget_share < 1:
         recipe = _scaled(recipe, decision.budget_share)
@@ -178,6 +187,58 @@ def plan_run(root: DataRoot, request: RunRequest) -> RunPlan:
     return plan
 
 
+def _refresh_plan(root: DataRoot, request: RunRequest, tracking: Tracking, policy: RetrainPolicy,
+                  decision: ModeDecision, run_dir: Path) -> RunPlan:
+    """A refresh: the champion's files (model.pt, recipe.json, best.json) in champion/, a recipe of its own
+    model and training settings (its chosen assignments applied, no experiment), and the window's days
+    newer than the champion's own."""
+    from sda.models import load_model
+    from sda.trials import configs_for
+
+    registry = Registry(tracking, request.dataset)
+    record = registry.champion()
+    if record is None:
+        raise ValueError(f"mode refresh needs a champion; {registry.name} has none")
+    folder = run_dir / "champion"  # model.pt, recipe.json, best.json of the version refreshed
+    with tempfile.TemporaryDirectory() as tmp:
+        downloaded = registry.champion_model(Path(tmp)).parent
+        if not (downloaded / "recipe.json").is_file() or not (downloaded / "best.json").is_file():
+            raise ValueError(f"{registry.name} version {record.version} has no recipe.json and best.json to refresh "
+                             "from")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("model.pt", "recipe.json", "best.json"):
+            shutil.copyfile(downloaded / name, folder / name)
+    model_path = folder / "model.pt"
+    champion_recipe = parse_recipe(json.loads((folder / "recipe.json").read_text()), "the champion's recipe")
+    chosen = json.loads((folder / "best.json").read_text()).get("best") or {}
+    _, training = configs_for(champion_recipe, chosen.get("assignments") or {})
+    model_config = load_model(model_path)[1]
+    trained_for = record.tags.get("recsys.day", "")
+    day_dirs = [d for d in training_days(root, request.dataset, request.day, request.window_days)
+                if d.name.removeprefix("day=") > trained_for]
+    if not day_dirs:
+        raise ValueError(f"mode refresh: the window holds no processed day after {trained_for}, the day "
+                         f"{registry.name} version {record.version} was trained for")
+    overrides = {"min_delta": request.min_delta, "bootstrap": request.bootstrap}
+    document = {"data": {"dataset": request.dataset, "training_window_days": len(day_dirs)},
+                "model": model_config.model_dump(mode="json"),
+                "training": training.model_copy(update={"sample_rows": None}).model_dump(mode="json",
+                                                                                           exclude_none=True),
+                "promotion": {**champion_recipe.promotion.model_dump(mode="json"),
+                              **{k: v for k, v in overrides.items() if v is not None}},
+                "retrain": policy.model_dump(mode="json")}
+    recipe_path = run_dir / "recipe.yaml"
+    write_text_atomic(recipe_path, dump_recipe(parse_recipe(document, "refresh recipe")))
+    plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
+                   f"refresh of version {record.version}", [str(d) for d in day_dirs], 0, 0, decision.mode,
+                   decision.reason)
+    write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
+    record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
+    log.info("refresh of %s version %s (trained for %s) on %d new day(s)", registry.name, record.version,
+             trained_for, len(day_dirs))
+    return plan
+
+
 def _standing_plan(path: Path, request: RunRequest) -> RunPlan | None:
     """The earlier attempt's plan, if it was made for the same request (the champion's AUC aside) and its
     recipe and training days are still there."""
@@ -188,7 +249,7 @@ def _standing_plan(path: Path, request: RunRequest) -> RunPlan | None:
     if {k: v for k, v in document["request"].items() if k != "champion_auc"} != asked:
         return None
     plan = RunPlan.from_dict(document["plan"])
-    if plan.trains and (not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs)):
+    if plan.recipe_path and (not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs)):
         return None
     return plan
 

@@ -66,7 +66,7 @@ def trial_slots(plan: RunPlan) -> list[int]:
 def open_experiment(root: DataRoot, backend: OptimizerBackend, tracking: Tracking, plan: RunPlan) -> list[int]:
     """Create the experiment (idempotent), warm-started from the previous day's unless the mode is full; returns
     the trial slots (none when the mode does not train)."""
-    if not plan.trains:
+    if not plan.searches:
         log.info("mode %s: no experiment (%s)", plan.mode, plan.mode_reason)
         return []
     recipe = load_recipe(Path(plan.recipe_path))
