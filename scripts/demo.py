@@ -86,7 +86,8 @@ def optimize_summary(root: DataRoot, run_id: str) -> list[str]:
     if not best_path.is_file():
         return []
     best = json.loads(best_path.read_text())
-    lines = [f"optimizer experiment {best['experiment']}: {best['observations']} trials "
+    lines = [f"mode {best.get('mode')}: {best.get('mode_reason')}",
+             f"optimizer experiment {best['experiment']}: {best['observations']} trials "
              f"({best['failed']} failed), {best['training_seconds']:.0f}s of training"]
     for trial in sorted((run_dir / "trials").glob("trial-*/result.json")):
         result = json.loads(trial.read_text())
