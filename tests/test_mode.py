@@ -56,6 +56,8 @@ def test_no_served_auc_gets_the_mildest_search_and_a_forced_mode_wins():
     unserved = {**HEALTHY, "served_auc": None, "reason": "the champion was trained for day 2026-04-10"}
     decision = choose_mode(RetrainPolicy(), DAY, unserved, "2026-04-01")
     assert decision.mode == "search" and decision.budget_share == 0.25 and "trained for day" in decision.reason
+    drifted = choose_mode(RetrainPolicy(), DAY, {**unserved, "drift": [finding("I1")]}, "2026-04-01")
+    assert drifted.mode == "search"  # mild, but no day newer than the champion's to refresh it on
     for mode in ("skip", "refresh", "search", "full", "data"):
         forced = choose_mode(RetrainPolicy(mode=mode), DAY, None, None)
         assert forced.mode == mode and forced.reason == f"mode {mode} was asked for"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from recdp.storage import DataRoot, parse_day, write_json_atomic
@@ -72,15 +73,17 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
         return ModeDecision("skip", f"the champion is healthy: served AUC {served['served_auc']:.4f}, "
                                     f"{decay:+.4f} below its recorded {served['champion_auc']:.4f}, no drift")
     accepted = served.get("validation_status") == "accepted"
-    if not accepted and (decay or 0.0) <= policy.refresh_max_decay and len(drifted) <= policy.refresh_max_drift_columns:
+    # A refresh needs a champion that served this day (so days newer than its own to fine-tune on).
+    if decay is not None and not accepted and decay <= policy.refresh_max_decay \
+            and len(drifted) <= policy.refresh_max_drift_columns:
         return ModeDecision("refresh", "; ".join(signals) + ": mild, the champion is fine-tuned on the new days")
     intensity = max(max(decay or 0.0, 0.0) / policy.full_decay, len(drifted) / policy.full_drift_columns,
-                    1.0 if served.get("validation_status") == "accepted" else 0.0)
+                    1.0 if accepted else 0.0)
     share = policy.search_floor + (1 - policy.search_floor) * min(1.0, intensity)
     return ModeDecision("search", "; ".join(signals), round(share, 4))
 
 
-def _mode_file(root: DataRoot, dataset: str, model: str, day: str):
+def _mode_file(root: DataRoot, dataset: str, model: str, day: str) -> Path:
     return root.experiments() / MODES_DIR / dataset / model / f"{parse_day(day).isoformat()}.json"
 
 
