@@ -197,6 +197,7 @@ def recsys_retrain():
         context = get_current_context()
         params = context["params"]
         root = DataRoot.from_env()
+        tracking = _tracking(root)
         request = RunRequest(dataset=target["dataset"], day=target["day"], run_id=context["run_id"],
                              model=params["model"], window_days=params["training_window_days"],
                              budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
@@ -204,9 +205,9 @@ def recsys_retrain():
                              bootstrap=bool(params["require_significance"]), mode=params["mode"],
                              decay_tolerance=params["decay_tolerance"],
                              trial_sample_rows=params["trial_sample_rows"],
-                             champion_auc=champion_auc(_tracking(root), target["dataset"]))
+                             champion_auc=champion_auc(tracking, target["dataset"]))
         try:
-            run_plan = plan_run(root, request, _tracking(root))
+            run_plan = plan_run(root, request, tracking)
         except (NoTrainingData, ValueError) as error:
             raise AirflowFailException(str(error)) from error
         print(f"mode {run_plan.mode}: {run_plan.mode_reason}")

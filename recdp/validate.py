@@ -96,7 +96,7 @@ class ValidationReport:
     @property
     def drift_only(self) -> bool:
         """Whether every failed check is a drift check: the only failure an operator may accept."""
-        return bool(self.failed_checks) and all(c.check.startswith("drift_") for c in self.failed_checks)
+        return failed_on_drift_alone(self.checks)
 
     def summary(self) -> str:
         head = (f"{self.dataset} day={self.day}: {self.status}, {self.rows_valid}/{self.rows_total} rows valid, "
@@ -112,6 +112,13 @@ class ValidationReport:
             return head
         label = "accepted" if self.status == "accepted" else "failed"
         return head + f"; {len(failed)} {label} check(s):\n  " + "\n  ".join(c.describe() for c in failed)
+
+
+def failed_on_drift_alone(checks: list[CheckResult]) -> bool:
+    """Whether some check failed and every failed one is a drift check: the only failure an operator may
+    accept."""
+    failed = [c for c in checks if not c.success]
+    return bool(failed) and all(c.check.startswith("drift_") for c in failed)
 
 
 class ValidationFailed(Exception):
@@ -266,8 +273,7 @@ def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date, ac
              "soft_max": finding.threshold, "baseline_day": baseline_day}))
     status = "passed" if all(c.success for c in checks) else "failed"
     acceptance = None
-    failed_checks = [c for c in checks if not c.success]
-    if status == "failed" and all(c.check.startswith("drift_") for c in failed_checks):
+    if failed_on_drift_alone(checks):
         if accept_reason is not None:
             acceptance = {"reason": accept_reason.strip(), "by": accepted_by,
                           "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
@@ -275,7 +281,7 @@ def validate_partition(spec: DatasetSpec, root: DataRoot, day: str | dt.date, ac
             acceptance = earlier["acceptance"]
         if acceptance is not None:
             status = "accepted"
-            acceptance = {**acceptance, "checks": [f"{c.column}: {c.check}" for c in failed_checks]}
+            acceptance = {**acceptance, "checks": [f"{c.column}: {c.check}" for c in checks if not c.success]}
     final_dir = root.validation(spec.name, day)
     with staged_directory(final_dir) as staging:
         render_data_docs(suite, suite_result(suite, results, day.isoformat(), f"{spec.name}-{day}"),

@@ -54,7 +54,8 @@ def monitor_day(root: DataRoot, tracking: Tracking, dataset: str, day: str) -> S
         return record
     report = root.validation_report(dataset, day) or {}
     context = {"validation_status": report.get("status"), "drift": report.get("drift", [])}
-    champion = Registry(tracking, dataset).champion()
+    registry = Registry(tracking, dataset)
+    champion = registry.champion()
     if champion is None:
         record = ServedRecord(dataset, day, None, None, None, reason="no champion yet", **context)
     else:
@@ -68,7 +69,7 @@ def monitor_day(root: DataRoot, tracking: Tracking, dataset: str, day: str) -> S
                 f"day {day}"), **about)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                labels, scores = predict_holdout(Registry(tracking, dataset).champion_model(Path(tmp)),
+                labels, scores = predict_holdout(registry.champion_model(Path(tmp)),
                                                  root.processed(dataset, day))
             metrics = holdout_metrics(labels, scores)
             record = ServedRecord(dataset, day, metrics["auc"], metrics["logloss"], metrics["rows"], **about)

@@ -30,13 +30,10 @@ def grow_into(old: nn.Module, old_shape: DataShape, new: nn.Module, new_shape: D
         for name, module in new.named_modules():
             source = old_modules.get(name)
             if isinstance(module, FusedEmbeddings) and isinstance(source, FusedEmbeddings):
-                for old_table, new_table, dim in zip(source.tables, module.tables, module.groups, strict=True):
-                    for column in (t for t, d in enumerate(module.dims) if d == dim):
-                        position = module._columns[module.groups.index(dim)].index(column)
-                        rows = source.sizes[column]
-                        old_start = int(source.offsets(dim)[position])
-                        new_start = int(module.offsets(dim)[position])
-                        new_table.weight[new_start:new_start + rows] = old_table.weight[old_start:old_start + rows]
+                for column, rows in enumerate(source.sizes):
+                    (old_table, old_start), (new_table, new_start) = source.location(column), module.location(column)
+                    module.tables[new_table].weight[new_start:new_start + rows] = \
+                        source.tables[old_table].weight[old_start:old_start + rows]
                 grown |= {f"{name}.{p}" for p, _ in module.named_parameters()}
             elif isinstance(module, IdWeights) and isinstance(source, IdWeights):
                 for column, rows in enumerate(old_shape.table_sizes):

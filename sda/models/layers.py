@@ -52,6 +52,11 @@ class FusedEmbeddings(nn.Module):
     def offsets(self, dim: int) -> torch.Tensor:
         return getattr(self, f"offsets_{dim}")
 
+    def location(self, column: int) -> tuple[int, int]:
+        """Where table `column` lives: the index of its fused table and its first row there."""
+        group = self.groups.index(self.dims[column])
+        return group, int(self.offsets(self.dims[column])[self._columns[group].index(column)])
+
     @property
     def output_dim(self) -> int:
         return sum(self.dims)

@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 
 def select_best(root: DataRoot, backend: OptimizerBackend, plan: RunPlan) -> dict[str, Any]:
     """best.json: the chosen trial (or none, with the reason), the Pareto set and the experiment's totals."""
+    run = {"dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
+           "mode": plan.mode, "mode_reason": plan.mode_reason}
     if not plan.searches:  # nothing to choose from: a refresh's model comes from final_fit
-        document = {"dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
-                    "mode": plan.mode, "mode_reason": plan.mode_reason, "experiment": None, "observations": 0,
-                    "failed": 0, "abandoned": 0, "training_seconds": 0.0, "pareto": [], "best": None,
+        document = {**run, "experiment": None, "observations": 0, "failed": 0, "abandoned": 0,
+                    "training_seconds": 0.0, "pareto": [], "best": None,
                     "reason": f"mode {plan.mode}: {plan.mode_reason}"}
         write_json_atomic(Path(plan.run_dir) / "best.json", document)
         return document
@@ -34,8 +35,7 @@ def select_best(root: DataRoot, backend: OptimizerBackend, plan: RunPlan) -> dic
     chosen = choose(front, experiment, recipe.selection.tolerance)
     progress = backend.progress(plan.experiment)
     document: dict[str, Any] = {
-        "dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
-        "mode": plan.mode, "mode_reason": plan.mode_reason, "experiment": plan.experiment,
+        **run, "experiment": plan.experiment,
         "recipe": plan.recipe_path, "day_dirs": plan.day_dirs,
         "observations": progress.observation_count, "failed": progress.failed_count,
         "abandoned": progress.abandoned_count,

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from recdp.storage import write_json_atomic
-from sda.models import save_model
+from sda.models import ModelConfig, save_model
 from sda.recipe import load_recipe
 from sda.retrain.planning import RunPlan
-from sda.train import train
+from sda.train import TrainResult, train
 from sda.trials import configs_for, encode_curve
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,10 @@ def _fit(recipe, plan: RunPlan, chosen: dict[str, Any], folder: Path) -> dict[st
     result = train(model_config, training, [Path(d) for d in plan.day_dirs])
     if result.status != "ok" or result.model is None:
         raise RuntimeError(f"the final fit of trial {chosen['suggestion']} failed: {result.reason}")
-    model_path = folder / "model.pt"
-    save_model(model_path, result.model, model_config, result.shape)
-    metric_names = [m.name for m in recipe.experiment.metrics]
     trial_result = Path(chosen["model_path"]).parent / "result.json"
     trial_run = json.loads(trial_result.read_text()).get("mlflow_run") if trial_result.is_file() else None
-    document = {"suggestion": chosen["suggestion"], "mlflow_run": trial_run, "status": result.status,
-                "model_path": str(model_path),
-                "rows": int(result.metrics["samples"]), "training_seconds": round(result.metrics["training_time"], 3),
-                "values": {k: float(result.metrics[k]) for k in metric_names if k in result.metrics},
-                "metrics": {k: float(v) for k, v in result.metrics.items()}, "curve": encode_curve(result.curve)}
-    write_json_atomic(folder / "result.json", document)  # after the model: a rerun that finds it needs no fit
+    document = _recorded(result, model_config, folder, [m.name for m in recipe.experiment.metrics],
+                         suggestion=chosen["suggestion"], mlflow_run=trial_run)
     log.info("final fit: AUC %.4f on %d rows in %.1fs (the trial: AUC %.4f)", document["values"].get("auc", 0.0),
              document["rows"], document["training_seconds"], (chosen.get("values") or {}).get("auc", 0.0))
     return document
@@ -92,17 +86,7 @@ def _refresh(plan: RunPlan) -> dict[str, Any]:
         log.info("refresh: %s fine-tuned on %d day(s) (%s)", plan.experiment, len(plan.day_dirs),
                  ", ".join(Path(d).name for d in plan.day_dirs))
         result = train(recipe.model, recipe.training, [Path(d) for d in plan.day_dirs], init_from=champion)
-        document = {"suggestion": None, "status": result.status, "reason": result.reason,
-                    "rows": int(result.metrics.get("samples", 0)),
-                    "training_seconds": round(result.metrics["training_time"], 3),
-                    "metrics": {k: float(v) for k, v in result.metrics.items()}, "curve": encode_curve(result.curve),
-                    "model_path": None, "values": {}}
-        if result.status == "ok" and result.model is not None:
-            save_model(folder / "model.pt", result.model, recipe.model, result.shape)
-            document.update(model_path=str(folder / "model.pt"),
-                            values={k: float(result.metrics[k]) for k in ("auc", "logloss", "training_time")
-                                    if k in result.metrics})
-        write_json_atomic(result_path, document)  # after the model: a rerun that finds it needs no fit
+        document = _recorded(result, recipe.model, folder, ("auc", "logloss", "training_time"), suggestion=None)
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text())
     if document["model_path"] is None:
@@ -119,3 +103,19 @@ def _refresh(plan: RunPlan) -> dict[str, Any]:
     log.info("refresh: AUC %.4f on %d rows in %.1fs", document["values"].get("auc", 0.0), document["rows"],
              document["training_seconds"])
     return {"final_fit": False, "refresh": True, "rows": document["rows"], "values": document["values"]}
+
+
+def _recorded(result: TrainResult, model_config: ModelConfig, folder: Path, value_names: Sequence[str],
+              **fields: Any) -> dict[str, Any]:
+    """One fit's model.pt (when it trained) and result.json: rows, seconds, the named values, every metric and
+    the curve. result.json comes after the model, so a rerun that finds it needs no fit."""
+    document = {**fields, "status": result.status, "reason": result.reason, "model_path": None, "values": {},
+                "rows": int(result.metrics.get("samples", 0)),
+                "training_seconds": round(result.metrics["training_time"], 3),
+                "metrics": {k: float(v) for k, v in result.metrics.items()}, "curve": encode_curve(result.curve)}
+    if result.status == "ok" and result.model is not None:
+        save_model(folder / "model.pt", result.model, model_config, result.shape)
+        document.update(model_path=str(folder / "model.pt"),
+                        values={k: float(result.metrics[k]) for k in value_names if k in result.metrics})
+    write_json_atomic(folder / "result.json", document)
+    return document

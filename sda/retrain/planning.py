@@ -123,8 +123,7 @@ def _named(recipe: Recipe, request: RunRequest, day_dirs: list[Path], policy: Re
     """The recipe with the run's promotion and retraining policies, and its experiment named after what the
     search depends on (not the policies, which decide what happens around it)."""
     document = recipe.model_dump(mode="json", exclude_none=True)
-    overrides = {"min_delta": request.min_delta, "bootstrap": request.bootstrap}
-    document["promotion"] = {**document.get("promotion", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    document["promotion"] = {**document.get("promotion", {}), **_promotion_overrides(request)}
     document["retrain"] = policy.model_dump(mode="json")
     searched = {k: v for k, v in document.items() if k not in ("promotion", "retrain")}
     searched["experiment"] = {**searched["experiment"], "name": "unnamed"}
@@ -158,11 +157,8 @@ def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = No
             raise ValueError("a refresh plan needs the registry (tracking) to read the champion from")
         return _refresh_plan(root, request, tracking, policy, decision, run_dir)
     if decision.mode not in TRAINING_MODES:
-        plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), "", "", [], 0, 0,
-                       decision.mode, decision.reason)
-        write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
-        record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
-        return plan
+        return _saved(root, request, decision, RunPlan(request.dataset, request.day, request.model, request.run_id,
+                                                       str(run_dir), "", "", [], 0, 0, decision.mode, decision.reason))
     day_dirs = training_days(root, request.dataset, request.day, request.window_days)
     advice = AdviceRequest.from_stats_file(
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
@@ -179,12 +175,10 @@ def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = No
     log.info("recipe for %s day=%s on %d day(s): model %s, %d observations, bandwidth %d, %.0f training s -> %s",
              request.dataset, request.day, len(day_dirs), request.model, experiment.observation_budget,
              experiment.parallel_bandwidth, request.budget_seconds, recipe_path)
-    plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
-                   experiment.name, [str(d) for d in day_dirs], experiment.observation_budget,
-                   experiment.parallel_bandwidth, decision.mode, decision.reason)
-    write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
-    record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
-    return plan
+    return _saved(root, request, decision, RunPlan(
+        request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path), experiment.name,
+        [str(d) for d in day_dirs], experiment.observation_budget, experiment.parallel_bandwidth, decision.mode,
+        decision.reason))
 
 
 def _refresh_plan(root: DataRoot, request: RunRequest, tracking: Tracking, policy: RetrainPolicy,
@@ -219,23 +213,30 @@ def _refresh_plan(root: DataRoot, request: RunRequest, tracking: Tracking, polic
     if not day_dirs:
         raise ValueError(f"mode refresh: the window holds no processed day after {trained_for}, the day "
                          f"{registry.name} version {record.version} was trained for")
-    overrides = {"min_delta": request.min_delta, "bootstrap": request.bootstrap}
     document = {"data": {"dataset": request.dataset, "training_window_days": len(day_dirs)},
                 "model": model_config.model_dump(mode="json"),
                 "training": training.model_copy(update={"sample_rows": None}).model_dump(mode="json",
                                                                                            exclude_none=True),
-                "promotion": {**champion_recipe.promotion.model_dump(mode="json"),
-                              **{k: v for k, v in overrides.items() if v is not None}},
+                "promotion": {**champion_recipe.promotion.model_dump(mode="json"), **_promotion_overrides(request)},
                 "retrain": policy.model_dump(mode="json")}
     recipe_path = run_dir / "recipe.yaml"
     write_text_atomic(recipe_path, dump_recipe(parse_recipe(document, "refresh recipe")))
-    plan = RunPlan(request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
-                   f"refresh of version {record.version}", [str(d) for d in day_dirs], 0, 0, decision.mode,
-                   decision.reason)
-    write_json_atomic(run_dir / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
-    record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
     log.info("refresh of %s version %s (trained for %s) on %d new day(s)", registry.name, record.version,
              trained_for, len(day_dirs))
+    return _saved(root, request, decision, RunPlan(
+        request.dataset, request.day, request.model, request.run_id, str(run_dir), str(recipe_path),
+        f"refresh of version {record.version}", [str(d) for d in day_dirs], 0, 0, decision.mode, decision.reason))
+
+
+def _promotion_overrides(request: RunRequest) -> dict[str, Any]:
+    """The promotion policy's fields the run's Params set."""
+    return {k: v for k, v in {"min_delta": request.min_delta, "bootstrap": request.bootstrap}.items() if v is not None}
+
+
+def _saved(root: DataRoot, request: RunRequest, decision: ModeDecision, plan: RunPlan) -> RunPlan:
+    """plan.json (what a rerun finds), then the day's mode record (what later days' `auto` reads)."""
+    write_json_atomic(Path(plan.run_dir) / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
+    record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
     return plan
 
 
