@@ -15,9 +15,13 @@ work lives in recdp/ and sda/.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -40,6 +44,31 @@ TRIAL_WORKERS = int(os.environ.get("RECSYS_TRIAL_WORKERS", "2"))
 # The first day the schedule covers, and whether unpausing runs every day since (catchup) or the latest only.
 START_DATE = pendulum.parse(os.environ.get("RECSYS_START_DATE", "2026-01-01"), tz="UTC")
 CATCHUP = os.environ.get("RECSYS_CATCHUP", "false").strip().lower() in ("1", "true", "yes")
+
+
+def _costed(stage: str, part: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Record the task's CPU-seconds as its run's `stage` cost (recdp.costs), whether it succeeds or fails; the
+    task's first argument (the run's target or plan) names the dataset and day, `part` or a mapped slot the
+    part of a stage several tasks share."""
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            from recdp.costs import CpuMeter, record_cost
+
+            arguments = signature.bind(*args, **kwargs).arguments
+            about = next(iter(arguments.values()))
+            meter = CpuMeter()
+            try:
+                with meter:
+                    return function(*args, **kwargs)
+            finally:
+                slot = arguments.get("slot")
+                record_cost(DataRoot.from_env(), about["dataset"], about["day"], get_current_context()["run_id"],
+                            meter.cost(stage), part=part if slot is None else f"slot-{slot}")
+        return run
+    return decorate
 
 
 def _shipped(key: str) -> str:
@@ -128,6 +157,7 @@ def recsys_retrain():
         return target
 
     @task(retries=0)
+    @_costed("validate")
     def validate(target: dict[str, str]) -> dict:
         from recdp.validate import ValidationFailed, validate_partition  # GX is heavy: import it at run time
 
@@ -176,10 +206,12 @@ def recsys_retrain():
             "--dataset", _shipped("spec"),
             "--day", "{{ ti.xcom_pull(task_ids='partition_ready')['day'] }}",
             "--data", _shipped("data"),
+            "--cost-run", "{{ run_id }}",
         ],
         retries=1,
     )
     @task
+    @_costed("monitor")
     def monitor(target: dict[str, str]) -> dict:
         """The serving champion on the new day's holdout (served AUC), before any training."""
         from sda.monitor import monitor_day
@@ -191,6 +223,7 @@ def recsys_retrain():
         return record.to_dict()
 
     @task
+    @_costed("plan")
     def plan(target: dict[str, str]) -> dict:
         from sda.retrain import NoTrainingData, RunRequest, champion_auc, plan_run
 
@@ -214,6 +247,7 @@ def recsys_retrain():
         return run_plan.to_dict()
 
     @task
+    @_costed("trials", part="experiment")
     def create_experiment(run_plan: dict) -> list[int]:
         from sda.retrain import RunPlan, open_experiment
 
@@ -222,6 +256,7 @@ def recsys_retrain():
 
     @task(max_active_tis_per_dagrun=TRIAL_WORKERS, retries=2, retry_delay=timedelta(minutes=1),
           map_index_template="slot {{ task.op_kwargs['slot'] }}")
+    @_costed("trials")
     def run_trials(run_plan: dict, slot: int) -> dict:
         from sda.retrain import RunPlan, run_slot
 
@@ -236,6 +271,7 @@ def recsys_retrain():
         return report.to_dict()
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)  # a slot skipped because the others spent the budget is normal
+    @_costed("trials", part="select")
     def select_best(run_plan: dict) -> dict:
         from sda.retrain import RunPlan
         from sda.retrain import select_best as choose_best
@@ -247,6 +283,7 @@ def recsys_retrain():
         return {k: best[k] for k in ("experiment", "best", "observations", "failed")}
 
     @task
+    @_costed("final_fit")
     def final_fit(run_plan: dict) -> dict:
         """The chosen assignments on the whole window when the trials sampled it, or the refreshed champion."""
         from sda.retrain import RunPlan
@@ -257,6 +294,7 @@ def recsys_retrain():
         return outcome
 
     @task
+    @_costed("evaluate")
     def evaluate(run_plan: dict) -> dict:
         from sda.retrain import RunPlan, evaluate_run
 
@@ -267,6 +305,7 @@ def recsys_retrain():
         return {"verdict": decision["verdict"], "reason": decision["reason"]}
 
     @task(retries=3, retry_delay=timedelta(minutes=1))
+    @_costed("promote")
     def promote(run_plan: dict) -> dict:
         from sda.retrain import RunPlan, promote_run
 

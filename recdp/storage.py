@@ -90,6 +90,11 @@ class DataRoot:
         folder = self.root / "monitoring" / _dataset(dataset)
         return sorted(folder.glob("day=*.json")) if folder.is_dir() else []
 
+    def costs(self, dataset: str, day: str | dt.date, run: str | None = None) -> Path:
+        """costs/<dataset>/day=<day>/[<run key>/]: CPU-seconds per stage of each run of the day (recdp.costs)."""
+        folder = self._day_dir("costs", dataset, day)
+        return folder if run is None else folder / run_key(run)
+
     def vocab(self, dataset: str) -> Path:
         return self.root / "vocab" / _dataset(dataset)
 

@@ -1,7 +1,7 @@
 """What the pipeline recorded, read back for the dashboard (read-only; no Airflow here).
 
-    timeline        one row per partition day: validation status, rows, drift, the runs' best trials and
-                    decisions
+    timeline        one row per partition day: validation status, rows, drift, served AUC, CPU-seconds by
+                    stage, the runs' modes, best trials and decisions
     run_detail      one run: every trial (failed ones included), the Pareto front, thresholds, the decision
     champion_history  the registry's champion, its versions and every switch and rollback
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from recdp.costs import day_costs, run_costs
 from recdp.storage import VALIDATION_REPORT, DataRoot
 
 RUN_FILES = ("best.json", "decision.json")
@@ -41,6 +42,7 @@ class RunSummary:
     verdict: str | None
     reason: str | None
     version: str | None
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # by stage (recdp.costs)
 
 
 @dataclass
@@ -57,6 +59,8 @@ class DayRecord:
     processed_rows: int | None = None
     served_auc: float | None = None  # the serving champion's AUC on this day's holdout (sda.monitor)
     served_version: str | None = None
+    cpu_seconds: float | None = None  # every run of the day, every stage (failed validations included)
+    cpu_by_stage: dict[str, float] = field(default_factory=dict)
     runs: list[RunSummary] = field(default_factory=list)
 
 
@@ -96,7 +100,8 @@ def run_summaries(root: DataRoot, dataset: str) -> dict[str, list[RunSummary]]:
             trials=best.get("observations"), failed=best.get("failed"), best_trial=chosen.get("suggestion"),
             best_auc=values.get("auc"), best_training_time=values.get("training_time"),
             verdict=decision.get("verdict"), reason=decision.get("reason"),
-            version=(decision.get("applied") or {}).get("version")))
+            version=(decision.get("applied") or {}).get("version"),
+            cpu_seconds=run_costs(root, dataset, best["day"], run_dir.name)))
     return by_day
 
 
@@ -124,6 +129,10 @@ def timeline(root: DataRoot, dataset: str, limit: int = 366) -> list[DayRecord]:
         served = _json(root.served(dataset, day)) or {}
         record.served_auc, record.served_version = served.get("served_auc"), served.get("champion_version")
         record.runs = runs.get(day, [])
+        for stages in day_costs(root, dataset, day).values():
+            for stage, seconds in stages.items():
+                record.cpu_by_stage[stage] = round(record.cpu_by_stage.get(stage, 0.0) + seconds, 3)
+        record.cpu_seconds = round(sum(record.cpu_by_stage.values()), 3) if record.cpu_by_stage else None
         records.append(record)
     return records
 

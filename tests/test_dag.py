@@ -156,6 +156,18 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"result.json", "training_curve.png"} <= artifacts
 
+    # Every stage recorded the CPU it spent; the Spark job's figure counts the JVM and its Python workers.
+    from recdp.costs import run_costs
+
+    costs = run_costs(data_root, "criteo", DAY.isoformat(), run.run_id)
+    assert list(costs) == ["validate", "preprocess", "monitor", "plan", "trials", "final_fit", "evaluate",
+                           "promote"], costs
+    assert all(costs[stage] > 0 for stage in ("validate", "preprocess", "plan", "trials", "evaluate")), costs
+    spark_cost = json.loads(next((data_root.costs("criteo", DAY, run.run_id)).glob("preprocess.json")).read_text())
+    assert {"driver", "jvm", "python_workers", "executors"} <= set(spark_cost["parts"]), spark_cost
+    assert spark_cost["parts"]["jvm"] > spark_cost["parts"]["executors"] > 0  # local mode: tasks run in the JVM
+    assert costs["trials"] > costs["plan"]  # three trainings cost more than writing a recipe
+
     # Promotion: day 1 has no champion, so its model becomes the champion.
     decision = json.loads((run_dir / "decision.json").read_text())
     assert decision["verdict"] == "promote" and decision["champion"] is None, decision["reason"]
@@ -204,6 +216,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
         assert decision_n["verdict"] == "keep" and f"mode {mode}" in decision_n["reason"]
         assert not (run_dir / "recipe.yaml").exists() and (data_root.processed("criteo", day) / "_SUCCESS").is_file()
         assert data_root.served("criteo", day).is_file()
+        assert not list(data_root.costs("criteo", day, run_n.run_id).glob("trials.slot-*.json"))  # no trial ran
     assert client.get_model_version_by_alias("recsys_criteo", "champion").version == serving.version
 
     # Day 5, mode refresh: the champion fine-tuned on the days since its own, its tables grown to the

@@ -89,7 +89,7 @@ def _python_without_checkout(folder: Path) -> Path:
     return wrapper
 
 
-def _submit(connection: dict, conn_id: str, monkeypatch, data_root, conf: dict | None = None) -> None:
+def _submit(connection: dict, conn_id: str, monkeypatch, data_root, conf: dict | None = None) -> dict:
     """The DAG's preprocessing task (shipped as ship_job ships it), with the master of an Airflow connection."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
@@ -99,9 +99,11 @@ def _submit(connection: dict, conn_id: str, monkeypatch, data_root, conf: dict |
         task_id=f"preprocess_{conn_id}", conn_id=conn_id, application=str(PROJECT_ROOT / "recdp/jobs/preprocess.py"),
         py_files=str(job_archive(data_root.root / "jobs")), files=str(spec_file),
         properties_file=str(PROJECT_ROOT / "include/spark/spark-defaults.conf"), name="recdp-preprocess-test",
-        application_args=["--dataset", str(spec_file), "--day", DAY.isoformat(), "--data", str(data_root.root)],
+        application_args=["--dataset", str(spec_file), "--day", DAY.isoformat(), "--data", str(data_root.root),
+                          "--cost-run", conn_id],
         conf={"spark.executor.memory": "1g", "spark.executor.cores": "2", **(conf or {})})
     operator.execute(context={})
+    return json.loads((data_root.costs("criteo", DAY, conn_id) / "preprocess.json").read_text())
 
 
 def test_the_preprocessing_task_on_a_standalone_cluster_matches_local(cluster, criteo_full, data_root, monkeypatch):
@@ -110,7 +112,7 @@ def test_the_preprocessing_task_on_a_standalone_cluster_matches_local(cluster, c
     validate_partition(criteo_full, data_root, DAY)
     processed = data_root.processed("criteo", DAY)
 
-    _submit({"host": "local[2]"}, "spark_local_test", monkeypatch, data_root)
+    local_cost = _submit({"host": "local[2]"}, "spark_local_test", monkeypatch, data_root)
     local_digest, local_stats = digest(processed / "shards"), json.loads((processed / "stats.json").read_text())
     shutil.rmtree(processed)  # the cluster run writes it again (same vocabulary version: the day's)
 
@@ -120,7 +122,7 @@ def test_the_preprocessing_task_on_a_standalone_cluster_matches_local(cluster, c
                             capture_output=True, text=True)
     assert "No module named 'recdp'" in cannot.stderr  # so the executors below can only use the archive
     host, _, port = master.rpartition(":")
-    _submit({"host": host, "port": int(port)}, "spark_cluster_test", monkeypatch, data_root,
+    cluster_cost = _submit({"host": host, "port": int(port)}, "spark_cluster_test", monkeypatch, data_root,
             conf={"spark.pyspark.python": str(executor_python), "spark.pyspark.driver.python": sys.executable,
                   "spark.executorEnv.PYTHONPATH": site_packages})
     cluster_stats = json.loads((processed / "stats.json").read_text())
@@ -130,6 +132,16 @@ def test_the_preprocessing_task_on_a_standalone_cluster_matches_local(cluster, c
     # The work ran on the cluster's executors, not in the driver: the worker launched an executor for it.
     apps = [p for p in (folder / "work").glob("app-*") if p.is_dir()]
     assert apps and any((p / "0").exists() for p in apps)
+    # Both costs come from Spark's own task metrics (the event log) and the Python workers' accumulator. In
+    # local mode the tasks ran in the driver's JVM, whose CPU holds them; on the cluster the executors' CPU
+    # is added to the driver JVM's.
+    for cost in (local_cost, cluster_cost):
+        assert cost["parts"]["executors"] > 0 and cost["parts"]["python_workers"] > 0, cost
+    local, remote = local_cost["parts"], cluster_cost["parts"]
+    assert local_cost["cpu_seconds"] == pytest.approx(
+        local["driver"] + local["jvm"] + local["python_workers"], abs=0.01)
+    assert cluster_cost["cpu_seconds"] == pytest.approx(
+        remote["driver"] + remote["jvm"] + remote["executors"] + remote["python_workers"], abs=0.01)
 
 
 @pytest.fixture

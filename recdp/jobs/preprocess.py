@@ -28,6 +28,7 @@ import datetime as dt
 import logging
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from recdp.costs import CpuMeter, StageCost, record_cost
 from recdp.jobs.batches import (
     KIND_MALFORMED,
     KIND_MISSING,
@@ -58,6 +60,7 @@ from recdp.jobs.batches import (
     sum_counts,
     write_rows,
 )
+from recdp.jobs.spark_cost import PythonWorkerTime, driver_jvm, event_log_settings, job_cpu, process_cpu_seconds
 from recdp.rawread import partition_files
 from recdp.shards import ShardHeader, allocate_shards, write_shard_header
 from recdp.spec import DatasetSpec, load_spec
@@ -155,8 +158,14 @@ def _value_table(spec: DatasetSpec, summed: pa.Table) -> pa.Table:
     return pa.table({"column": names, "value": values["value"], "count": values["count"]})
 
 
+def _metered(function, workers: PythonWorkerTime | None):
+    """A Python worker function that adds its process time to the job's cost, when the job records one."""
+    return function if workers is None else workers.metered(function)
+
+
 def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, raw_bytes: int,
-                store: VocabularyStore) -> tuple[pa.Table, DayCounts, int | None]:
+                store: VocabularyStore, workers: PythonWorkerTime | None = None,
+                ) -> tuple[pa.Table, DayCounts, int | None]:
     """Pass 1: the day's counters, and the value counts its vocabulary is resolved from, as (value counts
     (column, value, count), counters, the vocabulary version those counts were already told apart from).
 
@@ -165,7 +174,7 @@ def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, raw_by
     vocabulary, and the driver gets the new values alone (through files, so that the JVM never holds them).
     A small day's counts are summed on the driver instead, from one Spark job."""
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
-    emitted = lines.mapInArrow(count_values(spec), count_schema(key_type))
+    emitted = lines.mapInArrow(_metered(count_values(spec), workers), count_schema(key_type))
     keys = ["kind", "column_index", "part", "value"]
     if raw_bytes <= SMALL_DAY_BYTES:
         summed = emitted.toArrow().group_by(keys, use_threads=False).aggregate([("count", "sum")])
@@ -177,8 +186,8 @@ def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, raw_by
     # Enough reduce tasks that each sums the counts of at most REDUCE_INPUT_BYTES of raw input, whatever the
     # day's size: a task's memory is its share of the day's distinct values.
     partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-raw_bytes // REDUCE_INPUT_BYTES))
-    reduced = emitted.repartition(partitions, "column_index", "value").mapInArrow(sum_counts(spec, known),
-                                                                                  count_schema(key_type))
+    reduced = emitted.repartition(partitions, "column_index", "value").mapInArrow(
+        _metered(sum_counts(spec, known), workers), count_schema(key_type))
     incoming = store.root / f".incoming-{uuid.uuid4().hex}"
     try:
         reduced.write.parquet(str(incoming))
@@ -208,7 +217,7 @@ class SplitStats:
 
 
 def _write(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, counts: DayCounts, vocab,
-           staging: Path) -> dict[str, SplitStats]:
+           staging: Path, workers: PythonWorkerTime | None = None) -> dict[str, SplitStats]:
     """Pass 2: every task writes its own Parquet file and its rows of the shards, in parallel."""
     dense, cats = list(spec.dense), list(spec.categorical)
     (staging / "parquet").mkdir()
@@ -217,7 +226,7 @@ def _write(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, counts: Day
         allocate_shards(staging / "shards" / name, totals[code], len(dense), len(cats))
     plan = WritePlan(str(staging), str(vocab.root), vocab.version, dict(vocab.table_sizes), counts.first_rows(),
                      dict(counts.split_rows))
-    rows = lines.mapInArrow(write_rows(spec, plan), STATS_SCHEMA).collect()
+    rows = lines.mapInArrow(_metered(write_rows(spec, plan), workers), STATS_SCHEMA).collect()
     stats = {}
     for code, name in enumerate(SPLITS):
         of_split = [r.asDict() for r in rows if r["split"] == code]
@@ -304,22 +313,22 @@ def _balanced_splits(spark: SparkSession, raw_bytes: int) -> Iterator[None]:
 
 
 def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.date,
-                require_validation: bool = True) -> dict:
+                require_validation: bool = True, workers: PythonWorkerTime | None = None) -> dict:
     if require_validation:
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
     raw_bytes = sum(f.stat().st_size for f in files)
     with _balanced_splits(spark, raw_bytes):
-        return _process_files(spark, spec, root, day, files, raw_bytes)
+        return _process_files(spark, spec, root, day, files, raw_bytes, workers)
 
 
 def _process_files(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.date, files: list[Path],
-                   raw_bytes: int) -> dict:
+                   raw_bytes: int, workers: PythonWorkerTime | None = None) -> dict:
     started = time.monotonic()
     lines = raw_records(spark, spec, files)
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-    value_counts, counts, filtered_against = counted_day(spark, spec, lines, raw_bytes, store)
+    value_counts, counts, filtered_against = counted_day(spark, spec, lines, raw_bytes, store, workers)
     if counts.rows_read == 0:
         raise PreprocessError(f"{spec.name} day={day} has no rows")
     if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
@@ -334,7 +343,7 @@ def _process_files(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: 
     log.info("%s day=%s: vocabulary v%d, %d values (%.1fs)", spec.name, day, vocab.version,
              sum(vocab.table_sizes.values()), time.monotonic() - started)
     with staged_directory(root.processed(spec.name, day)) as staging:
-        split_stats = _write(spark, spec, lines, counts, vocab, staging)
+        split_stats = _write(spark, spec, lines, counts, vocab, staging, workers)
         log.info("%s day=%s: Parquet and shards written (%.1fs)", spec.name, day, time.monotonic() - started)
         stats = _stats_document(spec, day, counts, split_stats, vocab)
         stats["seconds"] = round(time.monotonic() - started, 3)
@@ -366,22 +375,48 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> li
     parser.add_argument("--data", type=Path, help="RECSYS_DATA root (default: $RECSYS_DATA)")
     parser.add_argument("--skip-validation-check", action="store_true",
                         help="process even without a passed validation report (benchmarks)")
+    parser.add_argument("--cost-run", metavar="RUN_ID",
+                        help="record the job's CPU-seconds (driver, JVM, executors, Python workers) as this run's "
+                             "preprocess cost (recdp.costs); one --day only")
     args = parser.parse_args(argv)
+    if args.cost_run and len(args.day) != 1:
+        parser.error("--cost-run records one day's cost: give one --day")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = DataRoot(args.data.resolve()) if args.data else DataRoot.from_env()
     days = [parse_day(d) for d in args.day]
     own_session = spark is None
-    if spark is None:
-        spark = SparkSession.builder.appName("recdp-preprocess").getOrCreate()
-        spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
-    try:
-        spec = shipped_spec(args.dataset)
-        return [process_day(spark, spec, root, day, not args.skip_validation_check) for day in days]
-    finally:
-        if own_session:
-            spark.stop()
-
+    event_logs = Path(tempfile.mkdtemp(prefix="recdp-events-")) if args.cost_run and own_session else None
+    with CpuMeter() as driver:
+        if spark is None:
+            builder = SparkSession.builder.appName("recdp-preprocess")
+            for key, value in (event_log_settings(event_logs) if event_logs else {}).items():
+                builder = builder.config(key, value)
+            spark = builder.getOrCreate()
+            spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
+        workers = PythonWorkerTime(spark.sparkContext) if args.cost_run else None
+        try:
+            spec = shipped_spec(args.dataset)
+            results = [process_day(spark, spec, root, day, not args.skip_validation_check, workers) for day in days]
+            master = spark.sparkContext.master
+            jvm = driver_jvm() if args.cost_run else None
+            jvm_seconds = process_cpu_seconds(jvm) if jvm is not None else None
+        finally:
+            if own_session:
+                spark.stop()
+    if args.cost_run:
+        try:
+            parts = job_cpu(master, driver.cpu_seconds, workers, jvm_seconds, event_logs)
+        finally:
+            if event_logs is not None:
+                shutil.rmtree(event_logs, ignore_errors=True)
+        total = parts.pop("total")
+        record_cost(root, spec.name, days[0].isoformat(), args.cost_run,
+                    StageCost("preprocess", round(total, 3), round(driver.wall_seconds, 3),
+                              {k: round(v, 3) for k, v in parts.items()}))
+        log.info("%s day=%s: preprocess cost %.1f CPU-s (%s)", spec.name, days[0], total,
+                 ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    return results
 
 if __name__ == "__main__":
     try:
