@@ -50,17 +50,45 @@ SIGNAL_RANK0 = 2000
 DRIFT_ORIGIN = dt.date(2026, 1, 1)
 
 
+SHIFT_KINDS = ("new_ids", "click_model")
+# A new_ids shift renames each large column's most popular values (by rank) to values never seen before,
+# keeping their traffic and their share of the signal but not their effects: what a catalogue or campaign
+# turnover does overnight. Columns smaller than this many values keep theirs (they are flags and enums).
+SHIFTED_TOP_RANKS = 200
+SHIFTED_MIN_CARDINALITY = 100
+
+
+@dataclass(frozen=True)
+class Shift:
+    """An abrupt change of the world from `day` on (it lasts): `new_ids` (new popular values appear in the
+    larger categorical columns) or `click_model` (what drives a click changes: the informative columns'
+    effects and the dense slopes are drawn anew)."""
+
+    day: dt.date
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in SHIFT_KINDS:
+            raise ValueError(f"shift kind {self.kind!r}: one of {', '.join(SHIFT_KINDS)}")
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     rows: int
     seed: int = 7
     cardinality_scale: float = 0.01
+    shifts: tuple[Shift, ...] = ()
 
     def __post_init__(self) -> None:
         if self.rows < 1:
             raise ValueError("rows must be at least 1")
         if not 0 < self.cardinality_scale <= 1:
             raise ValueError("cardinality_scale must be in (0, 1]")
+
+    def shifts_by(self, day: dt.date) -> list[tuple[int, Shift]]:
+        """The shifts in force on `day` (with their index among all, oldest first)."""
+        ordered = sorted(self.shifts, key=lambda shift: shift.day)
+        return [(index, shift) for index, shift in enumerate(ordered) if shift.day <= day]
 
 
 class HiddenModel:
@@ -75,6 +103,8 @@ class HiddenModel:
         self.cat_missing = [CRITEO_CATEGORICAL_MISSING[j % 26] for j in range(n_cat)]
         self.dense_missing = [CRITEO_DENSE_MISSING[j % 13] for j in range(n_dense)]
         informative = set(rng.choice(n_cat, size=min(8, n_cat), replace=False).tolist()) if n_cat else set()
+        self.informative = sorted(informative)
+        self.seed = config.seed
         self.effects = [
             rng.normal(0.0, 0.4 if j in informative else 0.1, EFFECT_TABLE_SIZE).astype(np.float32)
             for j in range(n_cat)
@@ -91,6 +121,20 @@ class HiddenModel:
         ]
         self.salts = rng.integers(0, 2**32, n_cat, dtype=np.uint64)
         self._zipf_cdf: dict[int, np.ndarray] = {}
+        self.renamed = [0] * n_cat  # per column: the offset new_ids shifts renamed its popular values by (0: none)
+
+    def apply(self, index: int, shift: Shift) -> None:
+        """Change this world as `shift` (the `index`-th of the schedule) changes it, for the days from its own."""
+        rng = np.random.default_rng([self.seed, 0x5A1F7, index])
+        if shift.kind == "new_ids":
+            for j, cardinality in enumerate(self.cardinalities):
+                if cardinality >= SHIFTED_MIN_CARDINALITY:
+                    # Far beyond any day's fresh values (cardinality + ordinal * 1000 + ...), below 2**32.
+                    self.renamed[j] = 2_000_000_000 + (index + 1) * 10_000_000
+        else:
+            for j in self.informative:
+                self.effects[j] = rng.normal(0.0, 0.4, EFFECT_TABLE_SIZE).astype(np.float32)
+            self.dense_slope = rng.normal(0.0, 0.25, self.dense_slope.size)
 
     def zipf_cdf(self, cardinality: int) -> np.ndarray:
         if cardinality not in self._zipf_cdf:
@@ -120,6 +164,9 @@ def _draw_chunk(model: HiddenModel, spec: DatasetSpec, rng: np.random.Generator,
         missing = rng.random(n) < model.cat_missing[j]
         ids[missing] = -1
         weight = np.where(missing | fresh, 0.0, np.sqrt(np.minimum(1.0, SIGNAL_RANK0 / (np.maximum(ids, 0) + 1.0))))
+        if model.renamed[j]:
+            popular = ~missing & ~fresh & (ids < SHIFTED_TOP_RANKS)
+            ids[popular] += model.renamed[j]
         logit += weight * model.effects[j][ids % EFFECT_TABLE_SIZE]
         cat_ids.append(ids)
         weights.append(weight)
@@ -183,6 +230,8 @@ def generate_day(spec: DatasetSpec, root: DataRoot, day: str | dt.date, config: 
     """Write one raw day partition (atomically) and return its summary, including the oracle AUC."""
     day = parse_day(day)
     model = HiddenModel(spec, config)
+    for index, shift in config.shifts_by(day):
+        model.apply(index, shift)
     started = time.monotonic()
     extension = "csv" if spec.raw.type == "csv" else "tsv"
     # The header is written by hand: Arrow quotes header names even with quoting_style="none".
@@ -223,6 +272,7 @@ def generate_day(spec: DatasetSpec, root: DataRoot, day: str | dt.date, config: 
             "positive_rate": float(all_labels.mean()),
             "oracle_auc": roc_auc(all_labels, np.concatenate(logits)),
             "cardinalities": dict(zip(spec.categorical, model.cardinalities, strict=True)),
+            "shifts": [{"day": shift.day.isoformat(), "kind": shift.kind} for _, shift in config.shifts_by(day)],
         }
         write_json_atomic(staging / "_synth.json", summary)
     return summary

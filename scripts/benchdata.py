@@ -20,15 +20,18 @@ from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 
 def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date], master: str = "local[*]",
-                            archive_dir: Path = PROJECT_ROOT / "var" / "jobs") -> list[str]:
-    """The spark-submit command of the preprocessing job over `days` (validation check skipped), shipped as
-    the DAG ships it: the recdp archive with --py-files, the spec with --files."""
+                            archive_dir: Path = PROJECT_ROOT / "var" / "jobs", validated: bool = False,
+                            cost_run: str | None = None) -> list[str]:
+    """The spark-submit command of the preprocessing job over `days` (validation check skipped unless the days
+    are `validated`), shipped as the DAG ships it: the recdp archive with --py-files, the spec with --files;
+    `cost_run` records the job's CPU as that run's preprocess cost (one day)."""
     spec_file = spec_path(spec.name)
     return [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
             "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
             "--py-files", str(job_archive(archive_dir)), "--files", str(spec_file),
             str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", str(spec_file),
-            "--skip-validation-check", *[x for day in days for x in ("--day", day.isoformat())]]
+            *([] if validated else ["--skip-validation-check"]), *(["--cost-run", cost_run] if cost_run else []),
+            *[x for day in days for x in ("--day", day.isoformat())]]
 
 
 def ensure_generated(spec: DatasetSpec, data: DataRoot, day: dt.date, rows: int,
