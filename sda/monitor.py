@@ -36,6 +36,12 @@ class ServedRecord:
     champion_version: str | None = None
     champion_day: str | None = None  # the day the champion was trained for
     champion_auc: float | None = None  # its AUC when it was chosen, on its own day's validation split
+    served_positives: int | None = None
+    # What it scored on its own day's holdout when it was promoted (None for versions from before this was
+    # recorded): the unbiased reference its decay is judged against, with the sizes that say how noisy both are.
+    champion_holdout_auc: float | None = None
+    champion_holdout_rows: int | None = None
+    champion_holdout_positives: int | None = None
     validation_status: str | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)  # the day's findings beyond the soft limits
     reason: str | None = None
@@ -61,8 +67,13 @@ def monitor_day(root: DataRoot, tracking: Tracking, dataset: str, day: str) -> S
     else:
         trained_for = champion.tags.get("recsys.day")
         recorded_auc = champion.tags.get("recsys.metric.auc")
+        holdout = {key: champion.tags.get(f"recsys.holdout.{key}") for key in ("auc", "rows", "positives")}
         about = {"champion_version": champion.version, "champion_day": trained_for,
-                 "champion_auc": float(recorded_auc) if recorded_auc else None, **context}
+                 "champion_auc": float(recorded_auc) if recorded_auc else None,
+                 "champion_holdout_auc": float(holdout["auc"]) if holdout["auc"] else None,
+                 "champion_holdout_rows": int(holdout["rows"]) if holdout["rows"] else None,
+                 "champion_holdout_positives": int(holdout["positives"]) if holdout["positives"] else None,
+                 **context}
         if trained_for and trained_for >= day:
             record = ServedRecord(dataset, day, None, None, None, reason=(
                 f"the champion (version {champion.version}) was trained for day {trained_for}: it did not serve "
@@ -72,7 +83,8 @@ def monitor_day(root: DataRoot, tracking: Tracking, dataset: str, day: str) -> S
                 labels, scores = predict_holdout(registry.champion_model(Path(tmp)),
                                                  root.processed(dataset, day))
             metrics = holdout_metrics(labels, scores)
-            record = ServedRecord(dataset, day, metrics["auc"], metrics["logloss"], metrics["rows"], **about)
+            record = ServedRecord(dataset, day, metrics["auc"], metrics["logloss"], metrics["rows"],
+                                  served_positives=metrics["positives"], **about)
     write_json_atomic(path, record.to_dict())
     if record.served_auc is None:
         log.info("%s day=%s: no served AUC (%s)", dataset, day, record.reason)

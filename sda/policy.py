@@ -33,11 +33,14 @@ class RetrainPolicy(BaseModel):
 
     - mode: auto (default) chooses per run; any other value forces that mode.
     - decay_tolerance (0.002): the champion is healthy while its served AUC on the new day is at most this
-      below the AUC it was chosen with.
-    - refresh_max_decay (0.005): a decay beyond the tolerance up to this much, with at most
+      below its AUC on its own day's holdout (or, for a champion from before that was recorded, the AUC it was
+      chosen with)...
+    - decay_noise_z (2.0): ...or at most this many standard errors (Hanley-McNeil) of the difference of those
+      two AUCs, when that is more: a decay the holdouts' sizes explain is noise, not decay.
+    - refresh_max_decay (0.005): a decay beyond what is allowed by up to this much, with at most
       refresh_max_drift_columns (2) drifted columns, is met by a refresh: the champion fine-tuned on the new
       days with its own settings, one fit instead of a search.
-    - full_decay (0.01): a decay of this much gets a search the whole advised budget.
+    - full_decay (0.01): a decay of this much beyond what is allowed gets a search the whole advised budget.
     - full_drift_columns (5): so do this many columns drifted beyond the spec's soft limits.
     - search_floor (0.25): the share of the advised budget the mildest search gets.
     - full_every_days (30): a cold search at least this often, whatever the champion's health.
@@ -47,6 +50,7 @@ class RetrainPolicy(BaseModel):
 
     mode: Mode = "auto"
     decay_tolerance: float = Field(0.002, ge=0, le=0.5)
+    decay_noise_z: float = Field(2.0, ge=0, le=10)
     refresh_max_decay: float = Field(0.005, ge=0, le=0.5)
     refresh_max_drift_columns: int = Field(2, ge=0)
     full_decay: float = Field(0.01, gt=0, le=0.5)

@@ -102,7 +102,8 @@ def holdout_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     if labels.min() == labels.max():
         raise ValueError("the holdout holds one class only: AUC is undefined")
     return {"auc": float(roc_auc_score(labels, scores)),
-            "logloss": float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7))), "rows": int(len(labels))}
+            "logloss": float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7))), "rows": int(len(labels)),
+            "positives": int(np.sum(labels > 0.5))}
 
 
 def paired_bootstrap(labels: np.ndarray, challenger: np.ndarray, champion: np.ndarray, samples: int,
@@ -337,7 +338,8 @@ def evaluate(registry: Registry, challenger: Challenger, holdout_dir: Path, hold
         if policy.bootstrap:
             bootstrap = paired_bootstrap(labels, challenger_scores, champion_scores, policy.bootstrap_samples,
                                          policy.confidence)
-    holdout = {"day": holdout_day, "split": "test", "rows": metrics["rows"], "path": str(holdout_dir)}
+    holdout = {"day": holdout_day, "split": "test", "rows": metrics["rows"], "positives": metrics["positives"],
+               "path": str(holdout_dir)}
     return decide(ours, champion, policy, holdout, bootstrap)
 
 

@@ -302,8 +302,12 @@ def test_a_search_gets_a_share_of_the_budget_and_a_full_search_starts_cold(root,
     root.served("clicks", following).write_text(json.dumps({
         "champion_version": version, "champion_auc": 0.7, "served_auc": 0.7, "drift": drift,
         "validation_status": "passed"}))
-    searched = plan_run(root, request(following, max_trials=4))
+    searched = plan_run(root, request(following, max_trials=4, champion_auc=0.8))
     assert searched.mode == "search" and "3 column(s): I1, I2, I3" in searched.mode_reason
+    # The threshold follows what the champion serves now (0.7), not the 0.8 it was chosen with: after a shift,
+    # a bar at the old level would keep every challenger out.
+    thresholds = {m.name: m.threshold for m in load_recipe(Path(searched.recipe_path)).experiment.metrics}
+    assert thresholds["auc"] == pytest.approx(0.7 - 0.002)
     assert searched.observation_budget == 3  # 0.25 + 0.75 * 3/5 = 0.7 of the advised 4
     recipe = load_recipe(Path(searched.recipe_path))
     assert recipe.retrain.mode == "auto" and recipe.experiment.observation_budget == 3

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,12 @@ def _carry_out(tracking: Tracking, plan: RunPlan, before_switch) -> dict[str, An
     registry = Registry(tracking, plan.dataset)
     best = json.loads((run_dir / "best.json").read_text())
     challenger = _challenger(plan, best)
+    # What it scored on its own day's holdout: the reference its served AUC on later days is judged against
+    # (sda.retrain.mode), free of the optimism of having been chosen on the validation split.
+    holdout = document["holdout"]
+    challenger = replace(challenger, lineage={**challenger.lineage, **lineage_tags({
+        "holdout.auc": round(document["challenger"]["auc"], 6), "holdout.rows": holdout.get("rows"),
+        "holdout.positives": holdout.get("positives")})})
     champion = document.get("champion")
     decision = Decision(document["verdict"], document["reason"], Candidate(**document["challenger"]),
                         Candidate(**champion) if champion else None, PromotionPolicy(**document["policy"]),

@@ -17,6 +17,7 @@ full search was.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,15 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
     if since >= policy.full_every_days:
         return ModeDecision("full", f"the last full search was {since} days ago (every {policy.full_every_days})")
     drifted = sorted({finding["column"] for finding in served.get("drift", [])})
-    decay = None
-    if served.get("served_auc") is not None and served.get("champion_auc") is not None:
-        decay = served["champion_auc"] - served["served_auc"]
+    decay, allowed, reference = None, policy.decay_tolerance, _reference(served)
+    if served.get("served_auc") is not None and reference is not None:
+        decay = reference[0] - served["served_auc"]
+        allowed = max(policy.decay_tolerance, policy.decay_noise_z * _decay_noise(served))
     signals = []
-    if decay is not None and decay > policy.decay_tolerance:
-        signals.append(f"the champion's served AUC {served['served_auc']:.4f} is {decay:.4f} below its recorded "
-                       f"{served['champion_auc']:.4f} (tolerance {policy.decay_tolerance})")
+    if decay is not None and decay > allowed:
+        signals.append(f"the champion's served AUC {served['served_auc']:.4f} is {decay:.4f} below its "
+                       f"{reference[1]} {reference[0]:.4f} (allowed {allowed:.4f}: tolerance "
+                       f"{policy.decay_tolerance}, or {policy.decay_noise_z} standard errors of the difference)")
     if drifted:
         signals.append(f"drift beyond the soft limits in {len(drifted)} column(s): {', '.join(drifted)}")
     if served.get("validation_status") == "accepted":
@@ -71,16 +74,51 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
             return ModeDecision("search", f"no served AUC to judge the champion by ({served.get('reason')})",
                                 policy.search_floor)
         return ModeDecision("skip", f"the champion is healthy: served AUC {served['served_auc']:.4f}, "
-                                    f"{decay:+.4f} below its recorded {served['champion_auc']:.4f}, no drift")
+                                    f"{decay:+.4f} below its {reference[1]} {reference[0]:.4f} (allowed "
+                                    f"{allowed:.4f}), no drift")
     accepted = served.get("validation_status") == "accepted"
+    excess = max(decay - allowed, 0.0) if decay is not None else 0.0  # the decay noise does not explain
     # A refresh needs a champion that served this day (so days newer than its own to fine-tune on).
-    if decay is not None and not accepted and decay <= policy.refresh_max_decay \
+    if decay is not None and not accepted and excess <= policy.refresh_max_decay \
             and len(drifted) <= policy.refresh_max_drift_columns:
         return ModeDecision("refresh", "; ".join(signals) + ": mild, the champion is fine-tuned on the new days")
-    intensity = max(max(decay or 0.0, 0.0) / policy.full_decay, len(drifted) / policy.full_drift_columns,
+    intensity = max(excess / policy.full_decay, len(drifted) / policy.full_drift_columns,
                     1.0 if accepted else 0.0)
     share = policy.search_floor + (1 - policy.search_floor) * min(1.0, intensity)
     return ModeDecision("search", "; ".join(signals), round(share, 4))
+
+
+def _reference(served: dict[str, Any]) -> tuple[float, str] | None:
+    """What the served AUC is compared with: the champion's AUC on its own day's holdout when that was
+    recorded, else the (optimistic: chosen on it) AUC on its validation split."""
+    if served.get("champion_holdout_auc") is not None:
+        return float(served["champion_holdout_auc"]), "AUC on its own day's holdout"
+    if served.get("champion_auc") is not None:
+        return float(served["champion_auc"]), "recorded AUC"
+    return None
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley and McNeil's (1982) standard error of an AUC measured on this many positives and negatives."""
+    if positives < 1 or negatives < 1:
+        return float("inf")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
+def _decay_noise(served: dict[str, Any]) -> float:
+    """The standard error of (reference AUC - served AUC), two AUCs on independent holdouts; 0 when the sizes
+    are not recorded (the tolerance alone then decides)."""
+    sizes = (served.get("holdout_rows"), served.get("served_positives"), served.get("champion_holdout_rows"),
+             served.get("champion_holdout_positives"))
+    if any(size is None for size in sizes) or served.get("champion_holdout_auc") is None:
+        return 0.0
+    rows, positives, reference_rows, reference_positives = (int(size) for size in sizes)
+    return math.hypot(auc_standard_error(served["served_auc"], positives, rows - positives),
+                      auc_standard_error(served["champion_holdout_auc"], reference_positives,
+                                         reference_rows - reference_positives))
 
 
 def _mode_file(root: DataRoot, dataset: str, model: str, day: str) -> Path:

@@ -163,7 +163,7 @@ def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = No
     advice = AdviceRequest.from_stats_file(
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
         budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
-        champion_auc=request.champion_auc, max_observations=request.max_trials,
+        champion_auc=champion_bar(request.champion_auc, served), max_observations=request.max_trials,
         **({"trial_sample_rows": request.trial_sample_rows} if request.trial_sample_rows else {}))
     recipe = advise(advice)
     if decision.mode == "search" and decision.budget_share < 1:
@@ -253,6 +253,16 @@ def _standing_plan(path: Path, request: RunRequest) -> RunPlan | None:
     if plan.recipe_path and (not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs)):
         return None
     return plan
+
+
+def champion_bar(recorded: float | None, served: dict[str, Any] | None) -> float | None:
+    """The AUC the search's threshold is set from: the champion's AUC as recorded when it was chosen, or what
+    it served on this day when that is lower. After a lasting shift the recorded AUC belongs to a world that
+    is gone: a bar held there would keep every challenger out, and the decayed champion in, for good."""
+    today = (served or {}).get("served_auc")
+    if recorded is None or today is None:
+        return recorded
+    return min(recorded, float(today))
 
 
 def champion_auc(tracking: Tracking, dataset: str) -> float | None:
