@@ -21,7 +21,7 @@ BENCH_ROWS ?= 5000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -76,6 +76,12 @@ bench-hpo: venv
 # The advised DLRM space's own ceiling for multi-metric selection, on bench-hpo's held-out Criteo setting.
 bench-hpo-space: venv
 	$(BIN)/python scripts/bench_hpo_space.py
+
+# 30 replayed days (full Criteo cardinalities, a slow drift, two lasting shifts) under three retraining policies:
+# CPU-seconds and served AUC per day (var/bench/continuous.json, continuous.png). BENCH_CONTINUOUS_ARGS: e.g. --rows.
+BENCH_CONTINUOUS_ARGS ?=
+bench-continuous: venv
+	$(BIN)/python scripts/bench_continuous.py $(BENCH_CONTINUOUS_ARGS)
 
 # The SigOpt-compatible server under the issue's full load (8 clients x 200 suggest/observe cycles); the
 # test suite runs the same test at 8 x 12.
