@@ -64,9 +64,9 @@ def _costed(stage: str, part: str | None = None) -> Callable[[Callable[..., Any]
                 with meter:
                     return function(*args, **kwargs)
             finally:
-                slot = arguments.get("slot")
-                record_cost(DataRoot.from_env(), about["dataset"], about["day"], get_current_context()["run_id"],
-                            meter.cost(stage), part=part if slot is None else f"slot-{slot}")
+                context, slot = get_current_context(), arguments.get("slot")
+                record_cost(DataRoot.from_env(), about["dataset"], about["day"], context["run_id"], meter.cost(stage),
+                            part=part if slot is None else f"slot-{slot}", attempt=context["ti"].try_number)
         return run
     return decorate
 
@@ -206,7 +206,7 @@ def recsys_retrain():
             "--dataset", _shipped("spec"),
             "--day", "{{ ti.xcom_pull(task_ids='partition_ready')['day'] }}",
             "--data", _shipped("data"),
-            "--cost-run", "{{ run_id }}",
+            "--cost-run", "{{ run_id }}", "--cost-attempt", "{{ ti.try_number }}",
         ],
         retries=1,
     )

@@ -1,7 +1,8 @@
 """What each day's freshness cost: CPU-seconds per stage of a run, recorded where the stage ran.
 
-    costs/<dataset>/day=<day>/<run key>/<stage>.json      one StageCost per stage (a mapped stage: one per part,
-                                                          e.g. trials.slot-0.json), rewritten whole by a rerun
+    costs/<dataset>/day=<day>/<run key>/<stage>[.<part>][.try<N>].json
+        one StageCost per stage (a mapped stage: one per part, e.g. trials.slot-0.json) and attempt: a retry or
+        a cleared and rerun task adds its own, since it spent its own; an attempt that writes again replaces
 
 A stage measures its own process with `CpuMeter` (user + system time of every thread, and of the child
 processes it waited for); the Spark job adds what ran outside its driver (recdp.jobs.spark_cost). The sum over a
@@ -67,23 +68,26 @@ class CpuMeter:
                          {k: round(v, 3) for k, v in parts.items()})
 
 
-def cost_path(root: DataRoot, dataset: str, day: str, run_key: str, stage: str, part: str | None = None) -> Path:
-    name = stage if part is None else f"{stage}.{part}"
+def cost_path(root: DataRoot, dataset: str, day: str, run_key: str, stage: str, part: str | None = None,
+              attempt: int | None = None) -> Path:
     if part is not None and not _PART.match(part):
         raise StorageError(f"cost part {part!r} cannot name a file")
+    if attempt is not None and attempt < 1:
+        raise ValueError(f"attempt {attempt}: attempts count from 1")
+    name = ".".join([stage, *([part] if part else []), *([f"try{attempt}"] if attempt else [])])
     return root.costs(dataset, day, run_key) / f"{name}.json"
 
 
 def record_cost(root: DataRoot, dataset: str, day: str, run_key: str, cost: StageCost,
-                part: str | None = None) -> Path:
-    """Write the stage's cost for this run (a rerun of the stage replaces it)."""
-    path = cost_path(root, dataset, day, run_key, cost.stage, part)
+                part: str | None = None, attempt: int | None = None) -> Path:
+    """Write the stage's cost for this run and attempt (Airflow's try number; None: the only one)."""
+    path = cost_path(root, dataset, day, run_key, cost.stage, part, attempt)
     write_json_atomic(path, asdict(cost))
     return path
 
 
 def run_costs(root: DataRoot, dataset: str, day: str, run_key: str) -> dict[str, float]:
-    """CPU-seconds by stage of one run (a mapped stage's parts summed), stages in pipeline order."""
+    """CPU-seconds by stage of one run (a mapped stage's parts and every attempt summed), in pipeline order."""
     folder = root.costs(dataset, day, run_key)
     totals: dict[str, float] = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -29,14 +29,15 @@ def test_the_meter_counts_cpu_not_waiting():
     assert cost.stage == "trials" and cost.parts == {"training": 0.2}
 
 
-def test_records_sum_by_stage_in_pipeline_order_and_a_rerun_replaces(data_root):
+def test_records_sum_by_stage_and_attempt_in_pipeline_order(data_root):
     day, run = "2026-03-02", "scheduled__2026-03-02T00:00:00+00:00"
     record_cost(data_root, "criteo", day, run, StageCost("trials", 10.0, 12.0), part="slot-1")
     record_cost(data_root, "criteo", day, run, StageCost("trials", 5.0, 6.0), part="slot-0")
-    record_cost(data_root, "criteo", day, run, StageCost("validate", 2.0, 3.0))
-    record_cost(data_root, "criteo", day, run, StageCost("validate", 1.5, 3.0))  # the task's rerun
-    assert run_costs(data_root, "criteo", day, run) == {"validate": 1.5, "trials": 15.0}
-    assert list(day_costs(data_root, "criteo", day).values()) == [{"validate": 1.5, "trials": 15.0}]
+    record_cost(data_root, "criteo", day, run, StageCost("validate", 2.0, 3.0), attempt=1)
+    record_cost(data_root, "criteo", day, run, StageCost("validate", 9.0, 3.0), attempt=2)
+    record_cost(data_root, "criteo", day, run, StageCost("validate", 1.5, 3.0), attempt=2)  # attempt 2 wrote again
+    assert run_costs(data_root, "criteo", day, run) == {"validate": 3.5, "trials": 15.0}  # both attempts spent
+    assert list(day_costs(data_root, "criteo", day).values()) == [{"validate": 3.5, "trials": 15.0}]
     assert run_costs(data_root, "criteo", "2026-03-03", run) == {}
 
 

@@ -163,7 +163,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert list(costs) == ["validate", "preprocess", "monitor", "plan", "trials", "final_fit", "evaluate",
                            "promote"], costs
     assert all(costs[stage] > 0 for stage in ("validate", "preprocess", "plan", "trials", "evaluate")), costs
-    spark_cost = json.loads(next((data_root.costs("criteo", DAY, run.run_id)).glob("preprocess.json")).read_text())
+    spark_cost = json.loads(next((data_root.costs("criteo", DAY, run.run_id)).glob("preprocess.try*.json")).read_text())
     assert {"driver", "jvm", "python_workers", "executors"} <= set(spark_cost["parts"]), spark_cost
     assert spark_cost["parts"]["jvm"] > spark_cost["parts"]["executors"] > 0  # local mode: tasks run in the JVM
     assert costs["trials"] > costs["plan"]  # three trainings cost more than writing a recipe

@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> li
     parser.add_argument("--cost-run", metavar="RUN_ID",
                         help="record the job's CPU-seconds (driver, JVM, executors, Python workers) as this run's "
                              "preprocess cost (recdp.costs); one --day only")
+    parser.add_argument("--cost-attempt", type=int, metavar="N", help="the task's try number (with --cost-run)")
     args = parser.parse_args(argv)
     if args.cost_run and len(args.day) != 1:
         parser.error("--cost-run records one day's cost: give one --day")
@@ -413,7 +414,7 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> li
         total = parts.pop("total")
         record_cost(root, spec.name, days[0].isoformat(), args.cost_run,
                     StageCost("preprocess", round(total, 3), round(driver.wall_seconds, 3),
-                              {k: round(v, 3) for k, v in parts.items()}))
+                              {k: round(v, 3) for k, v in parts.items()}), attempt=args.cost_attempt)
         log.info("%s day=%s: preprocess cost %.1f CPU-s (%s)", spec.name, days[0], total,
                  ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     return results
