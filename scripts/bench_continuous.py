@@ -4,7 +4,9 @@ Generated Criteo-format days (Criteo's full cardinalities by default) with the g
 means on a yearly wave, 2% new values a day) and abrupt, lasting shifts: `new_ids` (each large column's 200
 most popular values are replaced by new ones overnight) and `click_model` (what drives a click changes). Every
 day is validated (GX; a day that fails on drift alone is accepted as an operator would, with a reason) and
-preprocessed by the real Spark job, once. Then three policies replay the same days, each with its own
+preprocessed by the real Spark job, once; the window's days before the first are prepared the same way, as
+history (not counted), so that every replayed day trains on a whole window. Then three policies replay the
+same days, each with its own
 registry, optimizer store and records, through the optimize half the DAG runs (sda.retrain.inprocess):
 
     search  (a) today's behaviour before the policy: the advised search every day, its whole budget
@@ -67,6 +69,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--shift", type=_shift, action="append", dest="shifts",
                         help="KIND@DAY_OFFSET, e.g. new_ids@10 (default: new_ids@10 and click_model@20)")
     parser.add_argument("--window", type=int, default=3, help="training window in days")
+    parser.add_argument("--history-days", type=int, help="days prepared (validated, preprocessed) before the "
+                                                        "replay, as a backfill in mode data would (default: the "
+                                                        "window less one, so the first replayed day trains on a "
+                                                        "whole window, as every later one does)")
     parser.add_argument("--budget-seconds", type=float, default=240.0, help="a search's training budget")
     parser.add_argument("--max-trials", type=int, default=8, help="a cap on a search's observation budget")
     parser.add_argument("--policies", default=",".join(POLICIES))
@@ -76,6 +82,7 @@ def arguments() -> argparse.Namespace:
     args = parser.parse_args()
     args.shifts = args.shifts or [("new_ids", 10), ("click_model", 20)]
     args.policies = [p for p in args.policies.split(",") if p]
+    args.history_days = args.window - 1 if args.history_days is None else args.history_days
     if unknown := set(args.policies) - set(POLICIES):
         parser.error(f"unknown policies {sorted(unknown)}; from {list(POLICIES)}")
     return args
@@ -248,6 +255,8 @@ def main() -> None:
     log_days: list[dict[str, Any]] = []
     data_cpu: list[float] = []
     started = time.monotonic()
+    for offset in range(args.history_days, 0, -1):  # history: data only, for every policy's first window
+        prepare_day(spec, data, args.start - dt.timedelta(days=offset), config, args.work)
     for index, day in enumerate(dates):
         prepared = prepare_day(spec, data, day, config, args.work)
         data_cpu.append(sum(prepared["cpu_seconds"].values()))
@@ -276,6 +285,7 @@ def main() -> None:
     plot(days, served, cpu, data_cpu, shifts, plot_path)
     scale = {"days": args.days, "rows_per_day": args.rows, "cardinality_scale": args.cardinality_scale,
              "seed": args.seed, "shifts": [{"kind": k, "day": d} for k, d in shifts], "window_days": args.window,
+             "history_days": args.history_days,
              "budget_seconds": args.budget_seconds, "max_trials": args.max_trials,
              "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"), "torch_threads": _torch_threads()}
     document = {**report, "targets_set": TARGETS, "plot": str(plot_path), "days": log_days,
