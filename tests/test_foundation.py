@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from recdp.shards import ShardWriter, read_shards, write_shards
 from recdp.spec import DatasetSpec, SpecError, available_specs, load_spec
 from recdp.storage import DataRoot, StorageError, parse_day, staged_directory
-from recdp.synth import SynthConfig, generate_day, roc_auc
+from recdp.synth import HiddenModel, Shift, SynthConfig, generate_day, roc_auc
 from tests.conftest import DAY, make_day, raw_file
 
 
@@ -83,6 +84,36 @@ def test_synth_is_deterministic_and_realistic(tmp_path):
     assert 0.7 < i12_missing < 0.82  # Criteo's I12 is missing in about 76% of rows
     next_day = generate_day(spec, first, DAY + dt.timedelta(days=1), config)
     assert next_day["positive_rate"] != summary["positive_rate"]
+
+
+def test_shifts_bring_new_popular_values_and_a_new_click_model(tmp_path):
+    """new_ids renames each larger column's most popular values from its day on; click_model leaves the values
+    alone but draws what drives a click anew; both last."""
+    spec = load_spec("criteo")
+    following = DAY + dt.timedelta(days=1)
+    shifted = SynthConfig(rows=20_000, seed=5, cardinality_scale=0.01, shifts=(Shift(following, "new_ids"),))
+    steady = SynthConfig(rows=20_000, seed=5, cardinality_scale=0.01)
+
+    def top_values(config: SynthConfig, day: dt.date) -> set[str]:
+        root = DataRoot(tmp_path / f"{len(config.shifts)}-{day}")
+        generate_day(spec, root, day, config)
+        column = 1 + 13 + 2  # C3: 101,313 values at this scale
+        counts = Counter(line.split("\t")[column] for line in raw_file(spec, root, day).read_text().splitlines())
+        return {value for value, _ in counts.most_common(21) if value}
+
+    before = top_values(steady, DAY)
+    assert top_values(shifted, DAY) == before  # not before its day
+    assert len(top_values(steady, following) & before) >= 15  # a day later, the same values lead
+    assert not top_values(shifted, following) & before  # the shift's day: all new
+    assert shifted.shifts_by(following + dt.timedelta(days=5)) == [(0, Shift(following, "new_ids"))]  # it lasts
+
+    model = HiddenModel(spec, steady)
+    effects, slopes = [e.copy() for e in model.effects], model.dense_slope.copy()
+    model.apply(0, Shift(following, "click_model"))
+    changed = [j for j in range(len(effects)) if not np.array_equal(effects[j], model.effects[j])]
+    assert changed == model.informative and not np.allclose(slopes, model.dense_slope)
+    with pytest.raises(ValueError, match="shift kind"):
+        Shift(following, "new_world")
 
 
 def test_roc_auc_matches_sklearn():
