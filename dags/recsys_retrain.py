@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -65,8 +66,12 @@ def _costed(stage: str, part: str | None = None) -> Callable[[Callable[..., Any]
                     return function(*args, **kwargs)
             finally:
                 context, slot = get_current_context(), arguments.get("slot")
-                record_cost(DataRoot.from_env(), about["dataset"], about["day"], context["run_id"], meter.cost(stage),
-                            part=part if slot is None else f"slot-{slot}", attempt=context["ti"].try_number)
+                try:
+                    record_cost(DataRoot.from_env(), about["dataset"], about["day"], context["run_id"],
+                                meter.cost(stage), part=part if slot is None else f"slot-{slot}",
+                                attempt=context["ti"].try_number)
+                except OSError as error:  # the record is the cost's, not the task's: the task's outcome stands
+                    logging.getLogger(__name__).warning("the %s cost was not recorded: %s", stage, error)
         return run
     return decorate
 
