@@ -44,6 +44,10 @@ class RetrainPolicy(BaseModel):
     - full_drift_columns (5): so do this many columns drifted beyond the spec's soft limits.
     - search_floor (0.25): the share of the advised budget the mildest search gets.
     - full_every_days (30): a cold search at least this often, whatever the champion's health.
+    - refresh_every_days (3): a healthy champion whose newest training day is this many days old is refreshed
+      (fine-tuned on the days since, one fit, promoted only if it beats it on the same holdout): a slow drift
+      lowers the served AUC by less than the holdouts' noise lets the decay test see, and fresh data still
+      pays. None: healthy champions are only ever skipped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -57,3 +61,4 @@ class RetrainPolicy(BaseModel):
     full_drift_columns: int = Field(5, ge=1)
     search_floor: float = Field(0.25, gt=0, le=1)
     full_every_days: int = Field(30, ge=1)
+    refresh_every_days: int | None = Field(3, ge=1)

@@ -52,6 +52,16 @@ def test_the_search_budget_grows_with_decay_and_drift():
     assert tolerant.mode == "skip"
 
 
+def test_a_healthy_champion_is_refreshed_once_its_data_is_old_enough():
+    young = choose_mode(RetrainPolicy(), DAY, {**HEALTHY, "champion_day": "2026-04-08"}, "2026-04-01")
+    assert young.mode == "skip"
+    old = choose_mode(RetrainPolicy(), DAY, {**HEALTHY, "champion_day": "2026-04-07"}, "2026-04-01")
+    assert old.mode == "refresh" and "3 days old (refresh every 3)" in old.reason
+    never = choose_mode(RetrainPolicy(refresh_every_days=None), DAY, {**HEALTHY, "champion_day": "2026-03-01"},
+                        "2026-04-01")
+    assert never.mode == "skip"
+
+
 def test_a_decay_the_holdout_sizes_explain_is_noise():
     """Both AUCs on 2,000-row holdouts: a 0.02 drop is within two standard errors of their difference (0.036);
     on 200,000-row holdouts (0.0036) it is not."""

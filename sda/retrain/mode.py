@@ -73,6 +73,12 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
         if decay is None:
             return ModeDecision("search", f"no served AUC to judge the champion by ({served.get('reason')})",
                                 policy.search_floor)
+        age = (parse_day(day) - parse_day(served["champion_day"])).days if served.get("champion_day") else None
+        if policy.refresh_every_days and age is not None and age >= policy.refresh_every_days:
+            return ModeDecision("refresh", f"the champion is healthy (served AUC {served['served_auc']:.4f}, "
+                                           f"{decay:+.4f} below its {reference[1]}), but its newest data is {age} "
+                                           f"days old (refresh every {policy.refresh_every_days}): fine-tuned on "
+                                           "the days since")
         return ModeDecision("skip", f"the champion is healthy: served AUC {served['served_auc']:.4f}, "
                                     f"{decay:+.4f} below its {reference[1]} {reference[0]:.4f} (allowed "
                                     f"{allowed:.4f}), no drift")
