@@ -48,6 +48,9 @@ class RetrainPolicy(BaseModel):
       (fine-tuned on the days since, one fit, promoted only if it beats it on the same holdout): a slow drift
       lowers the served AUC by less than the holdouts' noise lets the decay test see, and fresh data still
       pays. None: healthy champions are only ever skipped.
+    - window_from_shift (True): a day with an abrupt shift (a decay of full_decay beyond what is allowed, or
+      accepted past the hard drift limits) starts the training windows of its run and of the runs after it,
+      until the window has moved past it: days before a shift teach a world that is gone.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -62,3 +65,4 @@ class RetrainPolicy(BaseModel):
     search_floor: float = Field(0.25, gt=0, le=1)
     full_every_days: int = Field(30, ge=1)
     refresh_every_days: int | None = Field(3, ge=1)
+    window_from_shift: bool = True

@@ -38,9 +38,9 @@ def test_the_search_budget_grows_with_decay_and_drift():
     slight = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.797}, "2026-04-01")  # 0.003 below: mild
     assert slight.mode == "refresh" and "0.0030 below" in slight.reason and "fine-tuned" in slight.reason
     some = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.79}, "2026-04-01")  # 0.008 beyond the allowed
-    assert some.mode == "search" and some.budget_share == pytest.approx(0.25 + 0.75 * 0.8)
+    assert some.mode == "search" and some.budget_share == pytest.approx(0.25 + 0.75 * 0.8) and not some.shift
     decayed = choose_mode(policy, DAY, {**HEALTHY, "served_auc": 0.78}, "2026-04-01")  # 0.02 below: all of it
-    assert decayed.budget_share == 1.0
+    assert decayed.budget_share == 1.0 and decayed.shift and "abrupt shift" in decayed.reason
     two = choose_mode(policy, DAY, {**HEALTHY, "drift": [finding("I1"), finding("I2")]}, "2026-04-01")
     assert two.mode == "refresh" and "2 column(s): I1, I2" in two.reason
     drifted = choose_mode(policy, DAY, {**HEALTHY, "drift": [finding(c) for c in ("I1", "I2", "I3")]},
@@ -48,6 +48,8 @@ def test_the_search_budget_grows_with_decay_and_drift():
     assert drifted.mode == "search" and drifted.budget_share == pytest.approx(0.25 + 0.75 * 3 / 5)
     accepted = choose_mode(policy, DAY, {**HEALTHY, "validation_status": "accepted"}, "2026-04-01")
     assert accepted.mode == "search" and accepted.budget_share == 1.0 and "accepted" in accepted.reason
+    assert accepted.shift and not choose_mode(RetrainPolicy(window_from_shift=False), DAY,
+                                              {**HEALTHY, "validation_status": "accepted"}, "2026-04-01").shift
     tolerant = choose_mode(RetrainPolicy(decay_tolerance=0.05), DAY, {**HEALTHY, "served_auc": 0.78}, "2026-04-01")
     assert tolerant.mode == "skip"
 

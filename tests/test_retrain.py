@@ -76,6 +76,24 @@ def test_training_days_are_the_processed_window_ending_at_the_day(root):
     assert [p.name for p in training_days(root, "clicks", DAY.isoformat(), 1)] == ["day=2026-04-10"]
     with pytest.raises(NoTrainingData, match="2026-04-09 has no processed partition"):
         training_days(root, "clicks", "2026-04-09", 3)
+    # After an abrupt shift on the 10th, windows start there.
+    assert [p.name for p in training_days(root, "clicks", DAY.isoformat(), 3, not_before="2026-04-10")] == [
+        "day=2026-04-10"]
+
+
+def test_a_shift_day_starts_the_windows_after_it(root):
+    from sda.retrain.mode import ModeDecision, last_shift_day, record_mode
+
+    for offset in range(-1, 4):
+        processed_day(root, DAY + dt.timedelta(days=offset))
+    record_mode(root, "clicks", "dlrm", DAY.isoformat(), ModeDecision("search", "decayed", 1.0, shift=True), "r0")
+    record_mode(root, "clicks", "dlrm", "2026-04-11", ModeDecision("skip", "healthy"), "r1")
+    assert last_shift_day(root, "clicks", "dlrm", "2026-04-12") == DAY.isoformat()
+    assert last_shift_day(root, "clicks", "dlrm", DAY.isoformat()) is None  # only days before
+    plan = plan_run(root, request(DAY + dt.timedelta(days=2), mode="search", window_days=4))  # from the 9th
+    assert [Path(d).name for d in plan.day_dirs] == ["day=2026-04-10", "day=2026-04-11", "day=2026-04-12"]
+    later = plan_run(root, request(DAY + dt.timedelta(days=3), mode="search", window_days=3))
+    assert [Path(d).name for d in later.day_dirs] == ["day=2026-04-11", "day=2026-04-12", "day=2026-04-13"]
 
 
 def test_plan_writes_the_advised_recipe_and_names_the_experiment_by_its_content(root):

@@ -36,6 +36,9 @@ class ModeDecision:
     mode: str
     reason: str
     budget_share: float = 1.0
+    # An abrupt shift starts on this day (a decay of full_decay beyond the allowed, or a day accepted past the
+    # hard drift limits): from here on, training windows start at this day instead of reaching back across it.
+    shift: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +94,9 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
     intensity = max(excess / policy.full_decay, len(drifted) / policy.full_drift_columns,
                     1.0 if accepted else 0.0)
     share = policy.search_floor + (1 - policy.search_floor) * min(1.0, intensity)
-    return ModeDecision("search", "; ".join(signals), round(share, 4))
+    shift = policy.window_from_shift and (accepted or excess >= policy.full_decay)
+    reason = "; ".join(signals) + (": an abrupt shift, the window starts at this day" if shift else "")
+    return ModeDecision("search", reason, round(share, 4), shift)
 
 
 def _reference(served: dict[str, Any]) -> tuple[float, str] | None:
@@ -148,6 +153,16 @@ def last_full_day(root: DataRoot, dataset: str, model: str, before: str) -> str 
     fulls = [p.stem for p in folder.glob("*.json")
              if p.stem < limit and json.loads(p.read_text()).get("mode") == "full"]
     return max(fulls) if fulls else None
+
+
+def last_shift_day(root: DataRoot, dataset: str, model: str, before: str) -> str | None:
+    """The newest day before `before` whose run found an abrupt shift (ModeDecision.shift)."""
+    folder = root.experiments() / MODES_DIR / dataset / model
+    if not folder.is_dir():
+        return None
+    limit = parse_day(before).isoformat()
+    shifts = [p.stem for p in folder.glob("*.json") if p.stem < limit and json.loads(p.read_text()).get("shift")]
+    return max(shifts) if shifts else None
 
 
 def scaled_budget(advised: int, share: float, minimum: int = 2) -> int:

@@ -25,6 +25,7 @@ from sda.retrain.mode import (
     ModeDecision,
     choose_mode,
     last_full_day,
+    last_shift_day,
     mode_recorded,
     record_mode,
     scaled_budget,
@@ -92,11 +93,14 @@ class RunPlan:
         return f"recsys_retrain/{self.dataset}/{self.run_id}"
 
 
-def training_days(root: DataRoot, dataset: str, day: str, window_days: int) -> list[Path]:
+def training_days(root: DataRoot, dataset: str, day: str, window_days: int, not_before: str | None = None,
+                  ) -> list[Path]:
     """The processed partitions of the window ending at `day`, oldest first (days not processed, e.g.
-    quarantined ones, are left out); the day itself must be there."""
+    quarantined ones, and days before `not_before` are left out); the day itself must be there."""
     end = parse_day(day)
     days = [end - dt.timedelta(days=offset) for offset in range(window_days - 1, -1, -1)]
+    if not_before is not None:
+        days = [d for d in days if d >= parse_day(not_before)]
     found = [root.processed(dataset, d) for d in days if (root.processed(dataset, d) / "_SUCCESS").is_file()]
     if not found or found[-1] != root.processed(dataset, end):
         raise NoTrainingData(f"{dataset} day={end} has no processed partition (run preprocess first)")
@@ -159,7 +163,9 @@ def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = No
     if decision.mode not in TRAINING_MODES:
         return _saved(root, request, decision, RunPlan(request.dataset, request.day, request.model, request.run_id,
                                                        str(run_dir), "", "", [], 0, 0, decision.mode, decision.reason))
-    day_dirs = training_days(root, request.dataset, request.day, request.window_days)
+    shift = request.day if decision.shift else last_shift_day(root, request.dataset, request.model, request.day)
+    day_dirs = training_days(root, request.dataset, request.day, request.window_days,
+                             not_before=shift if policy.window_from_shift else None)
     advice = AdviceRequest.from_stats_file(
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
         budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
