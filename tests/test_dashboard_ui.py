@@ -201,7 +201,7 @@ def test_the_page_renders_in_chromium(airflow, tmp_path):
 
 @pytest.mark.spark
 def test_task_links_lead_to_data_docs_and_mlflow(airflow):
-    """A real run of the DAG (2 trials) in the same Airflow, then the tasks' extra links."""
+    """A real run of the DAG (1 trial) in the same Airflow, then the tasks' extra links."""
     base, token, env, data = airflow
     from recdp.spec import load_spec
     from recdp.storage import DataRoot
@@ -210,7 +210,7 @@ def test_task_links_lead_to_data_docs_and_mlflow(airflow):
     day = "2026-03-05"
     generate_day(load_spec("criteo"), DataRoot(data), dt.date.fromisoformat(day), SynthConfig(rows=5000))
     run = subprocess.run([str(AIRFLOW), "dags", "test", "recsys_retrain", "-c",
-                          json.dumps({"day": day, "max_trials": 2, "budget_seconds": 300})],
+                          json.dumps({"day": day, "max_trials": 1, "budget_seconds": 300})],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     auth = {"Authorization": f"Bearer {token}"}
