@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,9 @@ MAX_SPLIT_SETTING = "spark.sql.files.maxPartitionBytes"
 MIN_SPLIT_BYTES = 4 << 20
 _BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30,
                "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+
+
+ArrowFunction = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 class PreprocessError(RuntimeError):
@@ -158,7 +161,7 @@ def _value_table(spec: DatasetSpec, summed: pa.Table) -> pa.Table:
     return pa.table({"column": names, "value": values["value"], "count": values["count"]})
 
 
-def _metered(function, workers: PythonWorkerTime | None):
+def _metered(function: ArrowFunction, workers: PythonWorkerTime | None) -> ArrowFunction:
     """A Python worker function that adds its process time to the job's cost, when the job records one."""
     return function if workers is None else workers.metered(function)
 
