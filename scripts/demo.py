@@ -21,6 +21,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from recdp.costs import run_costs  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot, parse_day  # noqa: E402
 from recdp.synth import SynthConfig, generate_day  # noqa: E402
@@ -72,6 +73,10 @@ def summary(root: DataRoot, dataset: str, day: dt.date, run_id: str, states: dic
                                                      for c, s in largest))
         lines.append(f"outputs: {root.processed(dataset, day)}")
     lines += optimize_summary(root, run_id)
+    costs = run_costs(root, dataset, day.isoformat(), run_id)
+    if costs:
+        lines.append(f"cost: {sum(costs.values()):.1f} CPU-s (" + ", ".join(f"{stage} {seconds:.1f}"
+                                                                       for stage, seconds in costs.items()) + ")")
     synth = root.raw(dataset, day) / "_synth.json"
     if synth.is_file():
         lines.append(f"oracle AUC of the day (the ceiling of any model): "

@@ -21,12 +21,10 @@ BUDGET, BANDWIDTH = 6, 2
 
 
 def _run_two_workers(tmp_path: Path, storage: str, kill_first: bool = False) -> list[optuna.trial.FrozenTrial]:
-    # The killed worker's trial must outlast the kill (sent within a poll of its first heartbeat, which it
-    # writes as it takes the suggestion): two epochs of 24,000 rows, several seconds against 0.2 s.
-    day = make_processed_day(tmp_path, rows=24_000 if kill_first else 12_000)
+    day = make_processed_day(tmp_path, rows=60_000 if kill_first else 12_000)
     document = {
         "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]},
-        "training": {"batch_size": 128, "eval_every": 0.5, "epochs": 2 if kill_first else 1},
+        "training": {"batch_size": 128, "eval_every": 0.5, "epochs": 3 if kill_first else 1},
         "experiment": {"name": "shared", "observation_budget": BUDGET, "parallel_bandwidth": BANDWIDTH,
                        "parameters": [{"name": "learning_rate", "type": "double", "transformation": "log",
                                        "bounds": {"min": 0.001, "max": 0.05}}],
