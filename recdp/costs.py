@@ -15,6 +15,8 @@ import json
 import re
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +86,18 @@ def record_cost(root: DataRoot, dataset: str, day: str, run_key: str, cost: Stag
     path = cost_path(root, dataset, day, run_key, cost.stage, part, attempt)
     write_json_atomic(path, asdict(cost))
     return path
+
+
+@contextmanager
+def recorded_cost(root: DataRoot, dataset: str, day: str, run_key: str, stage: str, part: str | None = None,
+                  attempt: int | None = None) -> Iterator[CpuMeter]:
+    """Meter the enclosed block and record it as the run's `stage` cost, whether it succeeds or fails."""
+    meter = CpuMeter()
+    try:
+        with meter:
+            yield meter
+    finally:
+        record_cost(root, dataset, day, run_key, meter.cost(stage), part, attempt)
 
 
 def run_costs(root: DataRoot, dataset: str, day: str, run_key: str) -> dict[str, float]:

@@ -38,7 +38,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from recdp.costs import CpuMeter, record_cost, run_costs  # noqa: E402
+from recdp.costs import recorded_cost, run_costs  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from recdp.synth import Shift, SynthConfig, generate_day  # noqa: E402
@@ -98,8 +98,7 @@ def prepare_day(spec, data: DataRoot, day: dt.date, config: SynthConfig, work: P
         return {"status": report.get("status"), "drift": len(report.get("drift", [])),
                 "cpu_seconds": run_costs(data, spec.name, day.isoformat(), DATA_RUN)}
     generate_day(spec, data, day, config)
-    meter = CpuMeter()
-    with meter:
+    with recorded_cost(data, spec.name, day.isoformat(), DATA_RUN, "validate"):
         try:
             report = validate_partition(spec, data, day)
         except ValidationFailed as failure:
@@ -107,7 +106,6 @@ def prepare_day(spec, data: DataRoot, day: dt.date, config: SynthConfig, work: P
                 raise
             report = validate_partition(spec, data, day, accept_reason="the shift is real: the world changed",
                                         accepted_by="bench-continuous (as an operator)")
-    record_cost(data, spec.name, day.isoformat(), DATA_RUN, meter.cost("validate"))
     env = {**os.environ, "RECSYS_DATA": str(data.root), "PYSPARK_PYTHON": sys.executable,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = spark_submit_preprocess(spec, [day], archive_dir=work / "jobs", validated=True, cost_run=DATA_RUN)

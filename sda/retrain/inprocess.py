@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from recdp.costs import CpuMeter, record_cost, run_costs
+from recdp.costs import recorded_cost, run_costs
 from recdp.storage import DataRoot
 from sda.hpo.backend import OptimizerBackend
 from sda.monitor import ServedRecord, monitor_day
@@ -46,12 +46,8 @@ class DayOutcome:
 def retrain_day(root: DataRoot, backend: OptimizerBackend, tracking: Tracking, request: RunRequest) -> DayOutcome:
     """Run the optimize half for `request` (its day validated and preprocessed already)."""
     def costed(stage: str, work: Callable[[], T], part: str | None = None) -> T:
-        meter = CpuMeter()
-        try:
-            with meter:
-                return work()
-        finally:
-            record_cost(root, request.dataset, request.day, request.run_id, meter.cost(stage), part=part)
+        with recorded_cost(root, request.dataset, request.day, request.run_id, stage, part):
+            return work()
 
     served = costed("monitor", lambda: monitor_day(root, tracking, request.dataset, request.day))
     asked = replace(request, champion_auc=champion_auc(tracking, request.dataset))

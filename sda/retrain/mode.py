@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -144,25 +145,25 @@ def mode_recorded(root: DataRoot, dataset: str, model: str, day: str) -> bool:
     return _mode_file(root, dataset, model, day).is_file()
 
 
-def last_full_day(root: DataRoot, dataset: str, model: str, before: str) -> str | None:
-    """The newest day before `before` whose run searched cold (mode full)."""
+def _newest_recorded(root: DataRoot, dataset: str, model: str, before: str,
+                     matches: Callable[[dict[str, Any]], bool]) -> str | None:
+    """The newest day before `before` whose mode record `matches`."""
     folder = root.experiments() / MODES_DIR / dataset / model
     if not folder.is_dir():
         return None
     limit = parse_day(before).isoformat()
-    fulls = [p.stem for p in folder.glob("*.json")
-             if p.stem < limit and json.loads(p.read_text()).get("mode") == "full"]
-    return max(fulls) if fulls else None
+    days = [p.stem for p in folder.glob("*.json") if p.stem < limit and matches(json.loads(p.read_text()))]
+    return max(days) if days else None
+
+
+def last_full_day(root: DataRoot, dataset: str, model: str, before: str) -> str | None:
+    """The newest day before `before` whose run searched cold (mode full)."""
+    return _newest_recorded(root, dataset, model, before, lambda record: record.get("mode") == "full")
 
 
 def last_shift_day(root: DataRoot, dataset: str, model: str, before: str) -> str | None:
     """The newest day before `before` whose run found an abrupt shift (ModeDecision.shift)."""
-    folder = root.experiments() / MODES_DIR / dataset / model
-    if not folder.is_dir():
-        return None
-    limit = parse_day(before).isoformat()
-    shifts = [p.stem for p in folder.glob("*.json") if p.stem < limit and json.loads(p.read_text()).get("shift")]
-    return max(shifts) if shifts else None
+    return _newest_recorded(root, dataset, model, before, lambda record: bool(record.get("shift")))
 
 
 def scaled_budget(advised: int, share: float, minimum: int = 2) -> int:
