@@ -21,7 +21,7 @@ BENCH_ROWS ?= 5000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-day bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -82,6 +82,12 @@ bench-hpo-space: venv
 BENCH_CONTINUOUS_ARGS ?=
 bench-continuous: venv
 	$(BIN)/python scripts/bench_continuous.py $(BENCH_CONTINUOUS_ARGS)
+
+# One large generated day (100M rows at full Criteo cardinalities by default) through the whole DAG: wall and
+# CPU-seconds per stage against the dagrun_timeout (var/bench/day.json). BENCH_DAY_ARGS: e.g. --rows, --conf.
+BENCH_DAY_ARGS ?=
+bench-day: venv
+	$(BIN)/python scripts/bench_day.py $(BENCH_DAY_ARGS)
 
 # The SigOpt-compatible server under the issue's full load (8 clients x 200 suggest/observe cycles); the
 # test suite runs the same test at 8 x 12.

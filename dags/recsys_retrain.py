@@ -243,7 +243,8 @@ def recsys_retrain():
                              bootstrap=bool(params["require_significance"]), mode=params["mode"],
                              decay_tolerance=params["decay_tolerance"],
                              trial_sample_rows=params["trial_sample_rows"],
-                             champion_auc=champion_auc(tracking, target["dataset"]))
+                             champion_auc=champion_auc(tracking, target["dataset"]),
+                             deadline_seconds=_seconds_left(context))
         try:
             run_plan = plan_run(root, request, tracking)
         except (NoTrainingData, ValueError) as error:
@@ -325,6 +326,20 @@ def recsys_retrain():
     chosen = select_best(run_plan)
     run_trials.partial(run_plan=run_plan).expand(slot=slots) >> chosen
     chosen >> final_fit(run_plan) >> evaluate(run_plan) >> promote(run_plan)
+
+
+def _seconds_left(context) -> float | None:
+    """Seconds before the run's dagrun_timeout, which the advisor sizes the search and the final fit to."""
+    timeout, started = context["dag"].dagrun_timeout, context["dag_run"].start_date
+    if timeout is None:
+        return None
+    elapsed = (pendulum.now("UTC") - started).total_seconds() if started is not None else 0.0
+    if not 0 <= elapsed <= timeout.total_seconds():
+        # Not a scheduled run's start: `dag.test` sets it to the logical date, and enforces no timeout.
+        logging.getLogger(__name__).info("run start %s is not when it started: the whole dagrun_timeout is planned",
+                                         started)
+        elapsed = 0.0
+    return timeout.total_seconds() - elapsed
 
 
 def _backend(root: DataRoot):

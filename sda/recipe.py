@@ -65,6 +65,9 @@ class BudgetSection(StrictModel):
     this many seconds in total."""
 
     training_seconds: float = Field(gt=0)
+    # What the advisor sized the budget against (sda.advisors.knowledge.fit_deadline), when a deadline was set.
+    deadline_seconds: float | None = Field(None, gt=0)
+    final_fit_seconds: float | None = Field(None, ge=0)
 
 
 class SelectionSection(StrictModel):

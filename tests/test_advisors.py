@@ -61,6 +61,23 @@ def test_a_large_window_is_searched_on_a_sample_and_the_model_sized_for_all_of_i
     assert unsampled.training.sample_rows is None and whole.model == unsampled.model
 
 
+def test_a_deadline_leaves_the_final_fit_its_time_and_one_too_short_is_refused():
+    free = advise(request("dlrm", 100_000_000, budget_seconds=6 * 3600))
+    final_fit = knowledge.trial_seconds("dlrm", 100_000_000, 1)
+    timed = advise(request("dlrm", 100_000_000, budget_seconds=6 * 3600, deadline_seconds=3 * 3600))
+    # Half the 3 hours is planned: the final fit's estimate, and the trials' budget in what is left of it.
+    assert timed.budget.final_fit_seconds == pytest.approx(final_fit, rel=1e-3)
+    assert timed.budget.training_seconds == pytest.approx(1.5 * 3600 - final_fit, rel=1e-3)
+    assert timed.budget.training_seconds < free.budget.training_seconds
+    assert timed.experiment.observation_budget < free.experiment.observation_budget
+    roomy = advise(request("dlrm", 100_000_000, budget_seconds=600, deadline_seconds=12 * 3600))
+    assert roomy.budget.training_seconds == 600  # a deadline never raises the asked budget
+    with pytest.raises(knowledge.DeadlineTooShort, match="shorten the training window"):
+        advise(request("dlrm", 100_000_000, deadline_seconds=2 * final_fit))
+    with pytest.raises(knowledge.DeadlineTooShort, match="no time left"):
+        advise(request("dlrm", 100_000_000, deadline_seconds=-5))
+
+
 def test_knowledge_scales_with_the_data():
     small, large = advise(request("wide_deep", 80_000)), advise(request("wide_deep", 5_000_000))
     assert len(large.model.deep_mlp) > len(small.model.deep_mlp)

@@ -145,6 +145,9 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert Path(best["best"]["model_path"]).is_file() and (run_dir / "pareto.png").is_file()
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     assert recipe["experiment"]["observation_budget"] == 3 and recipe["model"]["name"] == "dlrm"
+    # The advisor planned against the run's dagrun_timeout (dag.test enforces none: the whole of it).
+    assert recipe["budget"]["deadline_seconds"] == pytest.approx(12 * 3600, abs=60)
+    assert recipe["budget"]["final_fit_seconds"] == 0  # 16k training rows: the trials train on all of them
     # The optimizer's state is its own store, and every trial is an MLflow run of this DAG run's experiment.
     backend = LocalBackend(data_root.optimizer_storage())
     assert len(backend.observations(best["experiment"])) == 3

@@ -31,6 +31,9 @@ class AdviceRequest:
     overrides: tuple[str, ...] = ()
     # Trials of a larger window train on a sample of this many rows, then one final fit on all of it.
     trial_sample_rows: int | None = knowledge.TRIAL_SAMPLE_ROWS
+    # Seconds the run has left before its deadline (the DAG's dagrun_timeout): the trials' budget shrinks so
+    # that the final fit still ends in time (knowledge.fit_deadline). None: no deadline.
+    deadline_seconds: float | None = None
 
     @classmethod
     def from_stats_file(cls, path: Path, **fields) -> AdviceRequest:
@@ -43,6 +46,8 @@ def advise(request: AdviceRequest) -> Recipe:
         raise ValueError(f"no advisor for model {request.model!r}; choose one of {sorted(ADVISORS)}")
     if request.budget_seconds <= 0 or request.workers < 1:
         raise ValueError("the compute budget must be positive and workers at least 1")
+    if request.deadline_seconds is not None and request.deadline_seconds <= 0:
+        raise knowledge.DeadlineTooShort("the run has no time left before its deadline")
     if request.max_observations is not None and request.max_observations < 1:
         raise ValueError("max_observations must be at least 1")
     facts = knowledge.DataFacts.from_stats(request.stats, request.window_days)
@@ -58,9 +63,11 @@ def advise(request: AdviceRequest) -> Recipe:
                 "learning_rate": round(learning_rate, 8), "eval_every": 0.25}
     if sample:
         training["sample_rows"] = sample
+    budget_seconds, final_fit_seconds = knowledge.fit_deadline(
+        request.model, facts.train_rows, sample is not None, request.epochs, request.budget_seconds,
+        request.deadline_seconds)
     observations, bandwidth, share = knowledge.budget_and_bandwidth(
-        request.model, trial_facts, request.epochs, request.budget_seconds, request.workers,
-        request.max_observations)
+        request.model, trial_facts, request.epochs, budget_seconds, request.workers, request.max_observations)
     if request.naive:
         parameters = knowledge.naive_space(tunes_embedding_dim=request.model != "dlrm")
     else:
@@ -80,7 +87,9 @@ def advise(request: AdviceRequest) -> Recipe:
             "observation_budget": observations,
             "parallel_bandwidth": bandwidth,
         },
-        "budget": {"training_seconds": request.budget_seconds},
+        "budget": {"training_seconds": round(budget_seconds, 3),
+                   **({"deadline_seconds": round(request.deadline_seconds, 3),
+                       "final_fit_seconds": round(final_fit_seconds, 3)} if request.deadline_seconds else {})},
         "selection": {"tolerance": knowledge.SELECTION_AUC_TOLERANCE},
     }
     recipe = parse_recipe(document, f"advice for {request.model}")

@@ -104,6 +104,35 @@ def trial_seconds(model: str, train_rows: int, epochs: int) -> float:
     return train_rows * epochs / SAMPLES_PER_SECOND[model]
 
 
+# A run plans to spend at most this share of the time it has left before its deadline (the DAG's
+# dagrun_timeout): the rest absorbs the estimates' error (SAMPLES_PER_SECOND was measured on the default
+# models at 1% of Criteo's cardinalities), a trial that starts just before the budget is spent, and the
+# evaluation and promotion after the fit.
+DEADLINE_SHARE = 0.5
+
+
+class DeadlineTooShort(ValueError):
+    """Even the final fit alone would not end before the run's deadline."""
+
+
+def fit_deadline(model: str, window_rows: int, sampled: bool, epochs: int, budget_seconds: float,
+                 deadline_seconds: float | None) -> tuple[float, float]:
+    """The trials' training-seconds budget that leaves time for the final fit on the whole window before the
+    deadline, and that fit's estimated seconds (0 when trials train on the whole window: no final fit). The
+    trials' budget is a hard stop (sda.trials.next_suggestion), and parallel trials share the machine, so their
+    wall time is at most their summed training seconds."""
+    final_fit = trial_seconds(model, window_rows, epochs) if sampled else 0.0
+    if deadline_seconds is None:
+        return budget_seconds, final_fit
+    usable = deadline_seconds * DEADLINE_SHARE
+    if final_fit >= usable:
+        raise DeadlineTooShort(
+            f"the final fit on {window_rows:,} training rows is estimated at {final_fit / 3600:.1f} h, more than "
+            f"{DEADLINE_SHARE:.0%} of the {deadline_seconds / 3600:.1f} h the run has left: shorten the training "
+            f"window or raise the DAG's dagrun_timeout")
+    return min(budget_seconds, usable - final_fit), final_fit
+
+
 def budget_and_bandwidth(model: str, facts: DataFacts, epochs: int, budget_seconds: float, workers: int,
                          max_observations: int | None = None) -> tuple[int, int, float]:
     """Observations the budget pays for, trials to run at once, and each trial's share of seconds."""

@@ -57,6 +57,7 @@ class RunRequest:
     mode: str = "auto"  # retraining policy overrides (the DAG's Params)
     decay_tolerance: float | None = None
     trial_sample_rows: int | None = None  # trials of a larger window sample it (None: the advisor's default)
+    deadline_seconds: float | None = None  # what the run has left before its dagrun_timeout, when planned
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = No
         day_dirs[-1] / "stats.json", dataset=request.dataset, model=request.model,
         budget_seconds=request.budget_seconds, workers=request.workers, window_days=len(day_dirs),
         champion_auc=champion_bar(request.champion_auc, served), max_observations=request.max_trials,
+        deadline_seconds=request.deadline_seconds,
         **({"trial_sample_rows": request.trial_sample_rows} if request.trial_sample_rows else {}))
     recipe = advise(advice)
     if decision.mode == "search" and decision.budget_share < 1:
@@ -252,8 +254,10 @@ def _standing_plan(path: Path, request: RunRequest) -> RunPlan | None:
     if not path.is_file():
         return None
     document = json.loads(path.read_text())
-    asked = {k: v for k, v in asdict(request).items() if k != "champion_auc"}
-    if {k: v for k, v in document["request"].items() if k != "champion_auc"} != asked:
+    # The champion's AUC and the time left differ on every attempt; the plan stands on what the run asked for.
+    moving = ("champion_auc", "deadline_seconds")
+    asked = {k: v for k, v in asdict(request).items() if k not in moving}
+    if {k: v for k, v in document["request"].items() if k not in moving} != asked:
         return None
     plan = RunPlan.from_dict(document["plan"])
     if plan.recipe_path and (not Path(plan.recipe_path).is_file() or not all(Path(d).is_dir() for d in plan.day_dirs)):
