@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -77,6 +77,17 @@ class SelectionSection(StrictModel):
     tolerance: float = Field(0.0, ge=0)
 
 
+class EarlyStoppingSection(StrictModel):
+    """How a trial is stopped early, on its validation AUC at each evaluation (sda.pruning): `median` (below
+    the median of the completed trials at that point), `successive_halving` (ASHA on the fraction trained:
+    only the best 1/reduction_factor of the trials at each rung go on) or `none`. No rule stops a trial
+    before `min_trials` peers reached the point it is judged at."""
+
+    rule: Literal["median", "successive_halving", "none"] = "median"
+    reduction_factor: int = Field(3, ge=2, le=10)
+    min_trials: int = Field(3, ge=1)
+
+
 class Recipe(StrictModel):
     data: DataSection | None = None  # the advisor always writes it; a hand-written recipe may leave it out
     model: ModelConfig
@@ -84,6 +95,7 @@ class Recipe(StrictModel):
     experiment: Experiment | None = None
     budget: BudgetSection | None = None
     selection: SelectionSection = SelectionSection()
+    early_stopping: EarlyStoppingSection = EarlyStoppingSection()
     promotion: PromotionPolicy = PromotionPolicy()
     retrain: RetrainPolicy = RetrainPolicy()
     queued_suggestions: list[dict[str, str | int | float]] = Field(default_factory=list)

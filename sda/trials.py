@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 
 from sda.hpo.backend import BandwidthExceeded, BudgetExhausted, Observation, OptimizerBackend, Suggestion
 from sda.models import ModelConfig, parse_model_config, save_model
+from sda.pruning import MedianStopping, SuccessiveHalving, encode_curve
 from sda.recipe import Recipe
 from sda.train import TrainingConfig, TrainResult, train
 
@@ -29,21 +29,6 @@ class TrialOutcome:
     result: TrainResult
     observed: dict[str, float] | None
     model_path: Path | None = None
-
-
-def encode_curve(curve: Sequence[dict[str, float]]) -> str:
-    """The training curve as `fraction:auc` pairs: SigOpt's observation metadata holds flat strings and
-    numbers only, so the curve travels as one short string."""
-    return ",".join(f"{p['fraction']:.4g}:{p['auc']:.5f}" for p in curve if "auc" in p)
-
-
-def decode_curve(encoded: str | None) -> list[dict[str, float]]:
-    points = []
-    for pair in (encoded or "").split(","):
-        fraction, sep, auc = pair.partition(":")
-        if sep:
-            points.append({"fraction": float(fraction), "auc": float(auc)})
-    return points
 
 
 def check_metrics(recipe: Recipe) -> None:
@@ -72,37 +57,17 @@ def spent_training_seconds(observations: Sequence[Observation]) -> float:
     return sum(float((o.metadata or {}).get("training_seconds", 0.0)) for o in observations)
 
 
-class MedianStopping:
-    """Stop a trial whose intermediate AUC is below the median AUC that the completed trials had at the same
-    point of their training (the median stopping rule of Google Vizier, as Optuna's MedianPruner applies it).
-
-    When training time is optimized too (`cost_aware`), a trial is judged only against completed trials that
-    were no more expensive than it is projected to be: a cheap trial that learns a little slower is a point
-    of the Pareto front, not a hopeless one."""
-
-    def __init__(self, observations: Sequence[Observation], min_trials: int = 3, cost_aware: bool = False) -> None:
-        self.completed = [(decode_curve(o.metadata["curve"]), float(o.metadata.get("training_seconds", 0.0)))
-                          for o in observations if not o.failed and o.metadata and o.metadata.get("curve")]
-        self.min_trials = min_trials
-        self.cost_aware = cost_aware
-
-    @property
-    def curves(self) -> list[list[dict[str, float]]]:
-        return [curve for curve, _ in self.completed]
-
-    def __call__(self, step: int, fraction: float, auc: float, train_seconds: float | None = None) -> bool:
-        peers = self.completed
-        if self.cost_aware and train_seconds is not None and fraction > 0:
-            projected = train_seconds / fraction
-            peers = [(curve, seconds) for curve, seconds in peers if seconds <= 1.1 * projected]
-        earlier = []
-        for curve, _ in peers:
-            reached = [p["auc"] for p in curve if p.get("fraction", 1.0) <= fraction + 1e-9]
-            if reached:
-                earlier.append(reached[-1])
-        if len(earlier) < self.min_trials:
-            return True
-        return auc >= statistics.median(earlier)
+def stopping_rule(recipe: Recipe, observations: Callable[[], Sequence[Observation]],
+                  cost_aware: bool) -> MedianStopping | SuccessiveHalving | None:
+    """The recipe's early-stopping rule for one trial, judged against the experiment's observations."""
+    rule = recipe.early_stopping
+    if rule.rule == "none":
+        return None
+    if rule.rule == "successive_halving" and recipe.training.eval_every and recipe.training.eval_every < 1:
+        return SuccessiveHalving(observations, recipe.training.eval_every, rule.reduction_factor, rule.min_trials,
+                                 cost_aware)
+    # The median rule also stands in for successive halving when a trial has no evaluation before its end.
+    return MedianStopping(observations(), rule.min_trials, cost_aware)
 
 
 def run_trial(backend: OptimizerBackend, experiment_id: str, recipe: Recipe, day_dirs: Sequence[Path],
@@ -127,7 +92,7 @@ def _train_and_observe(backend: OptimizerBackend, experiment_id: str, recipe: Re
         return TrialOutcome(suggestion, TrainResult("failed", f"invalid assignments: {invalid}", {}), None)
     if cost_aware is None:  # judge a trial's cost only where the experiment optimizes it
         cost_aware = any(m.name == "training_time" and m.strategy == "optimize" for m in recipe.experiment.metrics)
-    callback = MedianStopping(backend.observations(experiment_id), cost_aware=cost_aware) if prune else None
+    callback = stopping_rule(recipe, lambda: backend.observations(experiment_id), cost_aware) if prune else None
     try:
         result = train(model, training, day_dirs, callback=callback)
         model_path = None

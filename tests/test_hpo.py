@@ -184,7 +184,7 @@ def test_warm_start_tries_the_previous_best_first(backend):
 
 def test_median_stopping_rule():
     from sda.hpo import Observation
-    from sda.trials import MedianStopping, decode_curve, encode_curve
+    from sda.pruning import MedianStopping, decode_curve, encode_curve
 
     def done(*points):
         curve = encode_curve([{"fraction": f, "auc": a, "step": 3} for f, a in points])
@@ -263,7 +263,7 @@ def test_open_suggestions_carry_their_metadata(backend):
 
 def test_cost_aware_median_stopping_spares_cheaper_trials():
     from sda.hpo import Observation
-    from sda.trials import MedianStopping
+    from sda.pruning import MedianStopping
 
     def done(auc_at_quarter: float, seconds: float) -> Observation:
         return Observation(0, {}, {"auc": 0.8}, False, metadata={"curve": f"0.25:{auc_at_quarter},1:0.8",
@@ -275,6 +275,80 @@ def test_cost_aware_median_stopping_spares_cheaper_trials():
     assert MedianStopping(history)(5, 0.25, 0.70, 1.0) is False
     assert MedianStopping(history, cost_aware=True)(5, 0.25, 0.70, 1.0) is True
     assert MedianStopping(history, cost_aware=True)(5, 0.25, 0.70, 3.0) is False  # projected 12 s: peers
+
+
+def test_successive_halving_keeps_the_best_third_at_each_rung():
+    from sda.hpo import Observation
+    from sda.pruning import SuccessiveHalving
+
+    def seen(points: str, failed: bool = False, seconds: float = 10.0) -> Observation:
+        return Observation(0, {}, None if failed else {"auc": 0.8}, failed, "stopped" if failed else None,
+                           {"curve": points, "training_seconds": seconds})
+
+    # Six trials reached 25% (two of them were stopped there); three of those went on to 75% and the end.
+    history = [seen("0.25:0.70,0.5:0.75,0.75:0.78,1:0.80"), seen("0.25:0.72,0.5:0.76,0.75:0.79,1:0.81"),
+               seen("0.25:0.69,0.5:0.74,0.75:0.77,1:0.79"), seen("0.25:0.60", failed=True, seconds=2.5),
+               seen("0.25:0.62", failed=True, seconds=2.5), seen("0.25:0.66,0.5:0.70,0.75:0.72,1:0.74")]
+
+    def rule(**fields) -> SuccessiveHalving:
+        return SuccessiveHalving(lambda: history, first_fraction=0.25, **fields)
+
+    # Rung 0 is the first evaluation (25%): of 7 AUCs there, the best 7 // 3 = 2 go on (0.72 and 0.71).
+    assert rule()(10, 0.25, 0.71) is True
+    assert rule()(10, 0.25, 0.695) is False  # third best of seven: not in the top third
+    assert rule(reduction_factor=2)(10, 0.25, 0.695) is True  # top half (3 of 7)
+    # Between rungs nothing is decided; the next rung is 25% x 3 = 75%, where its AUC is judged anew.
+    going = rule()
+    assert going(10, 0.25, 0.73) is True and going(20, 0.5, 0.60) is True
+    assert going(30, 0.75, 0.76) is False  # behind 0.77, 0.78 and 0.79 at 75%
+    assert rule(min_trials=8)(10, 0.25, 0.50) is True  # too few peers reached 25% to judge
+    # Stopped peers count at their whole cost: at 2.5 s for a quarter, 10 s.
+    assert rule(cost_aware=True)(10, 0.25, 0.695, 2.5) is False
+    cheap = [seen("0.25:0.60,1:0.70", seconds=2.0)] * 3  # cheaper trials than this one's projected 10 s
+    assert SuccessiveHalving(lambda: cheap + history, 0.25, cost_aware=True)(10, 0.25, 0.65, 0.1) is True
+
+
+def test_successive_halving_stops_a_hopeless_trial_of_a_real_search(tmp_path):
+    from sda.recipe import parse_recipe
+    from sda.trials import optimize
+    from tests.test_train import make_processed_day
+
+    day = make_processed_day(tmp_path, rows=12_000)
+    recipe = parse_recipe({
+        "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]},
+        "training": {"epochs": 3, "batch_size": 256, "eval_every": 0.25, "threads": 1},
+        "experiment": {"name": "halving", "observation_budget": 3,
+                       "parameters": [{"name": "learning_rate", "type": "double", "grid": [1e-6, 0.02]}],
+                       "metrics": [{"name": "auc"}]},
+        "early_stopping": {"rule": "successive_halving", "reduction_factor": 2, "min_trials": 2},
+        # Two trials that learn, then one whose rate is too small to learn anything by its first rung.
+        "queued_suggestions": [{"learning_rate": 0.02}, {"learning_rate": 0.02}, {"learning_rate": 1e-6}],
+    })
+    backend = LocalBackend(f"sqlite:///{tmp_path / 'o.db'}", seed=0)
+    outcomes = optimize(recipe, [day], backend)
+    assert [o.result.status for o in outcomes] == ["ok", "ok", "stopped"], [o.result.reason for o in outcomes]
+    stopped = outcomes[-1].result
+    assert stopped.curve[-1]["fraction"] == pytest.approx(0.25, abs=0.01)
+    assert stopped.metrics["samples"] < outcomes[0].result.metrics["samples"] / 3
+    observed = backend.observations("halving")
+    assert [o.failed for o in observed] == [False, False, True] and "stopped by the optimizer" in observed[-1].reason
+
+
+def test_the_recipe_chooses_the_stopping_rule():
+    from sda.pruning import MedianStopping, SuccessiveHalving
+    from sda.recipe import parse_recipe
+    from sda.trials import stopping_rule
+
+    def recipe(**early_stopping):
+        return parse_recipe({"model": {"name": "dlrm"}, "training": {"eval_every": 0.25},
+                             "early_stopping": early_stopping})
+
+    assert isinstance(stopping_rule(recipe(), list, False), MedianStopping)
+    halving = stopping_rule(recipe(rule="successive_halving", reduction_factor=2), list, True)
+    assert isinstance(halving, SuccessiveHalving) and halving.reduction_factor == 2 and halving.cost_aware
+    assert stopping_rule(recipe(rule="none"), list, False) is None
+    with pytest.raises(ValueError, match="reduction_factor"):
+        recipe(rule="successive_halving", reduction_factor=1)
 
 
 def test_layer_widths_are_tuned_as_categorical_values():

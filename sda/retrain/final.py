@@ -21,10 +21,11 @@ from typing import Any
 
 from recdp.storage import write_json_atomic
 from sda.models import ModelConfig, save_model
+from sda.pruning import encode_curve
 from sda.recipe import load_recipe
 from sda.retrain.planning import RunPlan
 from sda.train import TrainResult, train
-from sda.trials import configs_for, encode_curve
+from sda.trials import configs_for
 
 log = logging.getLogger(__name__)
 
