@@ -21,7 +21,7 @@ BENCH_ROWS ?= 5000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-day bench-dashboard bench-scale bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-day bench-stopping bench-dashboard bench-scale bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -82,6 +82,12 @@ bench-hpo-space: venv
 BENCH_CONTINUOUS_ARGS ?=
 bench-continuous: venv
 	$(BIN)/python scripts/bench_continuous.py $(BENCH_CONTINUOUS_ARGS)
+
+# The early-stopping rules (none, median, successive halving) on bench-hpo's held-out Criteo setting: compute
+# and AUC of the same search under each (var/bench/stopping.json). BENCH_STOPPING_ARGS: e.g. --repeats.
+BENCH_STOPPING_ARGS ?=
+bench-stopping: venv
+	$(BIN)/python scripts/bench_stopping.py $(BENCH_STOPPING_ARGS)
 
 # One large generated day (100M rows at full Criteo cardinalities by default) through the whole DAG: wall and
 # CPU-seconds per stage against the dagrun_timeout (var/bench/day.json). BENCH_DAY_ARGS: e.g. --rows, --conf.

@@ -4,9 +4,12 @@ Dense columns: population stability index (PSI) over the previous day's quantile
 with "missing" as a bin of its own, so a change in the missing rate counts as drift too. A profile's edges
 are quantiles of a fixed fine log grid (recdp.sketch.LogHistogram); the new day is binned exactly on the
 baseline's edges while it streams.
-Categorical columns: L-infinity distance between value frequencies (missing included) over the union of
-both days' top-k values, as TensorFlow Data Validation does for its drift comparator. Top values come from a
-Misra-Gries summary of HEAVY_HITTERS values a column: a share is at most 1 / (HEAVY_HITTERS + 1) short.
+Categorical columns: the two measures of TensorFlow Data Validation's drift comparator, over the union of both
+days' top-k values (missing included): the L-infinity distance between value shares (one value's share
+moving), and the Jensen-Shannon divergence (base 2, 0 to 1) of the shares with the rest of the rows as one
+more bucket (many values moving at once: new popular ids that take over the old ones' traffic move no single
+share far, but most of the mass). Top values come from a Misra-Gries summary of HEAVY_HITTERS values a
+column: a share is at most 1 / (HEAVY_HITTERS + 1) short.
 
 Memory is fixed per column whatever the day's rows: no list of values is ever held.
 """
@@ -30,7 +33,7 @@ from recdp.sketch import (
 )
 from recdp.spec import DatasetSpec
 
-__all__ = ["MISSING_KEY", "DriftResult", "DriftTracker", "PartitionProfile", "linf_top_k", "psi"]
+__all__ = ["MISSING_KEY", "DriftResult", "DriftTracker", "PartitionProfile", "js_top_k", "linf_top_k", "psi"]
 
 EPSILON = 1e-4
 HEAVY_HITTERS = 2048
@@ -83,10 +86,26 @@ def linf_top_k(previous: dict[str, float], current: dict[str, float], top_k: int
     return max((abs(previous.get(k, 0.0) - current.get(k, 0.0)) for k in keys), default=0.0)
 
 
+def js_top_k(previous: dict[str, float], current: dict[str, float], top_k: int) -> float:
+    """Jensen-Shannon divergence (base 2) between the shares of the union of both top-k, plus the rest."""
+    keys = sorted(set(_head(previous, top_k)) | set(_head(current, top_k)))
+    p = np.array([previous.get(k, 0.0) for k in keys])
+    q = np.array([current.get(k, 0.0) for k in keys])
+    p, q = np.append(p, max(0.0, 1.0 - p.sum())), np.append(q, max(0.0, 1.0 - q.sum()))
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        held = a > 0
+        return float(np.sum(a[held] * np.log2(a[held] / m[held])))
+
+    return min(1.0, max(0.0, 0.5 * kl(p) + 0.5 * kl(q)))
+
+
 @dataclass
 class DriftResult:
     column: str
-    kind: str  # "dense_psi" or "categorical_linf"
+    kind: str  # "dense_psi", "categorical_linf" or "categorical_js"
     value: float
     threshold: float  # the soft maximum: beyond it, a finding for the retraining policy
     hard_threshold: float  # beyond it, the day is quarantined until an operator accepts it
@@ -174,7 +193,9 @@ class DriftTracker:
                                        rules.dense_psi_max, rules.dense_psi_hard_max))
         for name, summary in self.top_values.items():
             if name in self.baseline.categorical:
-                distance = linf_top_k(self.baseline.categorical[name].top, summary.top(rules.top_k), rules.top_k)
-                results.append(DriftResult(name, "categorical_linf", distance, rules.categorical_linf_max,
-                                           rules.categorical_linf_hard_max))
+                before, now = self.baseline.categorical[name].top, summary.top(rules.top_k)
+                results.append(DriftResult(name, "categorical_linf", linf_top_k(before, now, rules.top_k),
+                                           rules.categorical_linf_max, rules.categorical_linf_hard_max))
+                results.append(DriftResult(name, "categorical_js", js_top_k(before, now, rules.top_k),
+                                           rules.categorical_js_max, rules.categorical_js_hard_max))
         return results

@@ -45,8 +45,9 @@ from sda.trials import optimize  # noqa: E402
 COMPUTE_TARGET, SPEED_TARGET = 5.0, 1.25
 # The code a repeat's figures depend on, once its data is processed: advisor, optimizer, trainer, models and
 # the shard reader, and this benchmark. A change to any of it discards the kept repeats.
-SEARCH_CODE = ("sda/advisors", "sda/hpo", "sda/trials.py", "sda/models", "sda/recipe.py", "sda/train.py",
-               "sda/optim.py", "sda/data.py", "recdp/shards.py", "scripts/bench_hpo.py", "scripts/benchdata.py")
+SEARCH_CODE = ("sda/advisors", "sda/hpo", "sda/trials.py", "sda/pruning.py", "sda/models", "sda/recipe.py",
+               "sda/train.py", "sda/optim.py", "sda/data.py", "recdp/shards.py", "scripts/bench_hpo.py",
+               "scripts/benchdata.py")
 
 
 @dataclass(frozen=True)

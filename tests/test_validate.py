@@ -187,6 +187,24 @@ def test_drift_beyond_the_soft_limit_passes_as_a_finding(criteo, data_root):
     assert json.loads((data_root.validation("criteo", DAY) / REPORT).read_text())["drift"] == report.drift
 
 
+def test_new_popular_values_are_a_finding_though_no_single_share_moves_far(criteo, data_root):
+    """synth's new_ids shift renames each large column's 200 most popular values: most of the mass moves to
+    new values, which the Jensen-Shannon divergence sees and the L-infinity distance does not."""
+    from recdp.synth import Shift, SynthConfig, generate_day
+
+    previous = DAY - dt.timedelta(days=1)
+    config = SynthConfig(rows=5000, seed=3, cardinality_scale=0.01, shifts=(Shift(DAY, "new_ids"),))
+    for day in (previous, DAY):
+        generate_day(criteo, data_root, day, config)
+    assert validate_partition(criteo, data_root, previous).drift == []
+    report = validate_partition(criteo, data_root, DAY)
+    assert report.status == "passed" and not report.failed_checks
+    kinds = {finding["kind"] for finding in report.drift}
+    flagged = [f for f in report.drift if f["kind"] == "categorical_js"]
+    assert kinds == {"categorical_js"} and len(flagged) >= 5, report.drift
+    assert all(criteo.drift.categorical_js_max < f["value"] <= criteo.drift.categorical_js_hard_max for f in flagged)
+
+
 def test_a_lasting_shift_is_accepted_once_and_becomes_the_baseline(criteo, data_root):
     first, shifted, after = DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)
     make_day(criteo, data_root, day=first)
