@@ -61,8 +61,8 @@ class DataSection(StrictModel):
 
 
 class BudgetSection(StrictModel):
-    """Cost awareness beside SigOpt's observation_budget: the experiment stops once its trials have trained
-    this many seconds in total."""
+    """Cost awareness beside SigOpt's observation_budget: the experiment stops once its trials have spent
+    this many seconds in total, training and evaluating."""
 
     training_seconds: float = Field(gt=0)
     # What the advisor sized the budget against (sda.advisors.knowledge.fit_deadline), when a deadline was set.
