@@ -2,7 +2,8 @@
 PostgreSQL metadata database, the optimizer's store on PostgreSQL too.
 
 One module-scoped deployment; the tests run in order on it: a backfill of three days, a REST trigger with
-Params (and bad Params refused), then a finished day cleared and rerun.
+Params (and bad Params refused), a finished day cleared and rerun, then a backfill of older days in the `data`
+mode.
 """
 
 from __future__ import annotations
@@ -332,6 +333,40 @@ def test_clearing_a_finished_day_and_rerunning_it_changes_nothing(deployment):
     assert _decisions(root) == decisions
     if experiment:
         assert len(backend.observations(experiment)) == observations  # the experiment's work was found done
+    assert registry.champion().version == STATE["champion"] and registry.history() == history
+
+
+def test_a_backfill_in_data_mode_prepares_history_and_trains_nothing(deployment):
+    """The `data` mode is how a new dataset's history is prepared: validated and preprocessed, cheaply."""
+    assert STATE, "needs the backfill test's champion"
+    from sda.promote import Registry
+    from sda.tracking import Tracking
+
+    root = deployment.root
+    history_days = [DAYS[0] - dt.timedelta(days=n) for n in (3, 2)]  # older than every day trained so far
+    for day in history_days:
+        generate_day(load_spec("criteo"), root, day, SynthConfig(rows=5000, seed=7, cardinality_scale=0.0005))
+    registry = Registry(Tracking.from_env(root.mlflow()), "criteo")
+    history = registry.history()
+    deployment.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", history_days[0].isoformat(),
+                       "--to-date", history_days[-1].isoformat(), "--max-active-runs", "2",
+                       "--dag-run-conf", json.dumps({"mode": "data"}))
+    runs = {r["dag_run_id"] for r in deployment.runs()
+            if r["run_type"] == "backfill" and r["data_interval_start"][:10] in {d.isoformat() for d in history_days}}
+    assert len(runs) == 2
+    finished = deployment.wait_for_runs(runs, minutes=15)
+    assert {r["state"] for r in finished.values()} == {"success"}, deployment.failures(runs)
+    for run_id, run in finished.items():
+        day = run["data_interval_start"][:10]
+        states = {t["task_id"]: t["state"] for t in deployment.task_instances(run_id)}
+        assert states["validate"] == states["preprocess"] == states["plan"] == "success", states
+        assert states["run_trials"] == "skipped", states  # no slot: nothing was trained
+        assert (root.processed("criteo", day) / "_SUCCESS").is_file()
+        decision = json.loads((root.experiment_run(run_id) / "decision.json").read_text())
+        assert decision["mode"] == "data" and decision["verdict"] == "keep", decision
+        assert not (root.experiment_run(run_id) / "recipe.yaml").exists()
+        assert not list(root.costs("criteo", day, run_id).glob("trials.slot-*.json"))
+        assert list(root.costs("criteo", day, run_id).glob("preprocess.try*.json"))
     assert registry.champion().version == STATE["champion"] and registry.history() == history
 
 
