@@ -126,8 +126,9 @@ def _train_and_observe(backend: OptimizerBackend, experiment_id: str, recipe: Re
 def next_suggestion(backend: OptimizerBackend, experiment_id: str, recipe: Recipe,
                     metadata: dict[str, Any] | None = None, wait_seconds: float = 600.0,
                     poll_seconds: float = 2.0) -> Suggestion | None:
-    """The next suggestion, waiting while parallel_bandwidth suggestions are open; None once the experiment
-    is over (observation budget or training-seconds budget spent)."""
+    """The next suggestion, waiting while parallel_bandwidth suggestions are open, or while the observation
+    budget is taken by open suggestions of other workers (one may be given back); None once the experiment is
+    over (observation budget or seconds budget spent) or that wait outlasted `wait_seconds`."""
     deadline = time.monotonic() + wait_seconds
     while True:
         spent = spent_trial_seconds(backend.observations(experiment_id))
@@ -138,7 +139,15 @@ def next_suggestion(backend: OptimizerBackend, experiment_id: str, recipe: Recip
         try:
             suggestion = backend.suggest(experiment_id, metadata=metadata)
         except BudgetExhausted:
-            return None
+            # The budget counts open suggestions: while another worker's is open, it is not spent yet. That
+            # worker may have died; its suggestion is given back once its heartbeat is stale, and someone has
+            # to run it. So wait while one is open and observations are short of the budget.
+            progress = backend.progress(experiment_id)
+            short = progress.observation_budget is not None and progress.observation_count < progress.observation_budget
+            if not (short and progress.open_suggestions) or time.monotonic() >= deadline:
+                return None
+            time.sleep(poll_seconds)
+            continue
         except BandwidthExceeded:
             if time.monotonic() >= deadline:
                 raise

@@ -224,6 +224,27 @@ def test_training_seconds_budget_stops_the_experiment(tmp_path):
     assert sum(seconds) >= 0.05 and sum(seconds) - seconds[-1] < 0.05
 
 
+def test_a_worker_waits_for_a_dead_workers_suggestion_instead_of_ending_the_search(tmp_path):
+    from sda.recipe import parse_recipe
+    from sda.trials import next_suggestion
+
+    backend = LocalBackend(f"sqlite:///{tmp_path / 'o.db'}", seed=0, stale_after_seconds=0.5)
+    backend.create(experiment(observation_budget=2, parallel_bandwidth=2))
+    recipe = parse_recipe({"model": {"name": "dlrm"},
+                           "experiment": experiment(observation_budget=2, parallel_bandwidth=2).model_dump()})
+    done = next_suggestion(backend, "exp", recipe)
+    orphan = next_suggestion(backend, "exp", recipe)  # its worker dies: no heartbeat after the first
+    backend.observe("exp", done.id, metrics_for(done.assignments))
+    # The budget is taken (one observation, one open suggestion): without waiting, the search would end with
+    # the orphan never observed.
+    assert next_suggestion(backend, "exp", recipe, wait_seconds=0) is None
+    taken = next_suggestion(backend, "exp", recipe, wait_seconds=30, poll_seconds=0.1)
+    assert taken is not None and taken.assignments == orphan.assignments
+    backend.observe("exp", taken.id, metrics_for(taken.assignments))
+    assert next_suggestion(backend, "exp", recipe, wait_seconds=30) is None  # now it is spent: no wait
+    assert backend.progress("exp").observation_count == 2
+
+
 def test_failed_observations_teach_the_sampler_to_avoid_their_region(backend):
     """Optuna's TPE ignores FAIL trials; a failed observation is an infeasible (PRUNED, violated) trial,
     which TPE ranks among the bad, so suggestions move away from the region that fails."""
