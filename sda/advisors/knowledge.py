@@ -117,10 +117,10 @@ class DeadlineTooShort(ValueError):
 
 def fit_deadline(model: str, window_rows: int, sampled: bool, epochs: int, budget_seconds: float,
                  deadline_seconds: float | None) -> tuple[float, float]:
-    """The trials' training-seconds budget that leaves time for the final fit on the whole window before the
-    deadline, and that fit's estimated seconds (0 when trials train on the whole window: no final fit). The
-    trials' budget is a hard stop (sda.trials.next_suggestion), and parallel trials share the machine, so their
-    wall time is at most their summed training seconds."""
+    """The trials' seconds budget that leaves time for the final fit on the whole window before the deadline,
+    and that fit's estimated seconds (0 when trials train on the whole window: no final fit). The trials'
+    budget is a hard stop that counts their training and evaluation seconds (sda.trials.next_suggestion), and
+    parallel trials share the machine, so their wall time is at most the budget and one trial per slot."""
     final_fit = trial_seconds(model, window_rows, epochs) if sampled else 0.0
     if deadline_seconds is None:
         return budget_seconds, final_fit
