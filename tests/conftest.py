@@ -34,7 +34,9 @@ from recdp.storage import DataRoot  # noqa: E402
 from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# The workplace's read-only data (../shared/data beside the project); RECSYS_SHARED_DATA names it elsewhere,
+# e.g. for a clone outside the workplace's folder.
+SHARED_DATA = Path(os.environ.get("RECSYS_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 REAL_ROWS_CSV = SHARED_DATA / "criteo_sample_200.csv"
 DAY = dt.date(2026, 3, 2)
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the machine's PostgreSQL, trust authentication
