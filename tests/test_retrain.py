@@ -370,7 +370,8 @@ def test_trials_on_a_sample_then_one_final_fit_on_the_whole_window(root, backend
     assert final_fit(unsampled) == {"final_fit": False, "reason": "the trials trained on the whole window"}
 
 
-def _refresh_day(root, backend, tracking, **shape) -> tuple[RunPlan, str, dt.date]:
+def _refresh_day(root, backend, tracking, deadline_seconds: float | None = None,
+                 **shape) -> tuple[RunPlan, str, dt.date]:
     """Day 1 searched and promoted; day 2 (`shape`) with a mild decay of the champion: auto refreshes."""
     _, version = _promoted_first_day(root, backend, tracking)
     following = DAY + dt.timedelta(days=1)
@@ -383,7 +384,7 @@ def _refresh_day(root, backend, tracking, **shape) -> tuple[RunPlan, str, dt.dat
     root.served("clicks", following).write_text(json.dumps({  # 0.003 below its recorded AUC: mild
         "champion_version": version, "champion_auc": recorded, "served_auc": recorded - 0.003, "drift": [],
         "validation_status": "passed"}))
-    plan = plan_run(root, request(following, min_delta=0.0), tracking)
+    plan = plan_run(root, request(following, min_delta=0.0, deadline_seconds=deadline_seconds), tracking)
     return plan, version, following
 
 
@@ -424,6 +425,13 @@ def test_a_refresh_that_got_worse_is_kept_out(root, backend, tracking):
     assert decision["verdict"] == "keep" and decision["challenger"]["auc"] < decision["champion"]["auc"]
     assert promote_run(tracking, plan)["verdict"] == "keep"
     assert Registry(tracking, "clicks").champion().version == version
+
+
+def test_a_refresh_that_cannot_end_before_the_run_deadline_is_refused_at_planning(root, backend, tracking):
+    from sda.advisors.knowledge import DeadlineTooShort
+
+    with pytest.raises(DeadlineTooShort, match="a fit on 12,000 training rows"):
+        _refresh_day(root, backend, tracking, deadline_seconds=0.5)
 
 
 def test_a_refresh_needs_a_day_newer_than_the_champion(root, backend, tracking):

@@ -124,13 +124,21 @@ def fit_deadline(model: str, window_rows: int, sampled: bool, epochs: int, budge
     final_fit = trial_seconds(model, window_rows, epochs) if sampled else 0.0
     if deadline_seconds is None:
         return budget_seconds, final_fit
+    check_fit(model, window_rows if sampled else 0, epochs, deadline_seconds)
+    return min(budget_seconds, deadline_seconds * DEADLINE_SHARE - final_fit), final_fit
+
+
+def check_fit(model: str, train_rows: int, epochs: int, deadline_seconds: float) -> float:
+    """One fit's estimated seconds (a final fit, or a refresh of the champion), refused with what to change
+    when it would take more than DEADLINE_SHARE of the time the run has left."""
+    seconds = trial_seconds(model, train_rows, epochs)
     usable = deadline_seconds * DEADLINE_SHARE
-    if final_fit >= usable:
+    if seconds >= usable:
         raise DeadlineTooShort(
-            f"the final fit on {window_rows:,} training rows is estimated at {final_fit / 3600:.1f} h, more than "
+            f"a fit on {train_rows:,} training rows is estimated at {seconds / 3600:.1f} h, more than "
             f"{DEADLINE_SHARE:.0%} of the {deadline_seconds / 3600:.1f} h the run has left: shorten the training "
             f"window or raise the DAG's dagrun_timeout")
-    return min(budget_seconds, usable - final_fit), final_fit
+    return seconds
 
 
 def budget_and_bandwidth(model: str, facts: DataFacts, epochs: int, budget_seconds: float, workers: int,

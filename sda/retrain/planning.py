@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from recdp.storage import DataRoot, parse_day, write_json_atomic, write_text_atomic
-from sda.advisors import AdviceRequest, advise
+from sda.advisors import AdviceRequest, advise, knowledge
 from sda.policy import RetrainPolicy
 from sda.promote import Registry
 from sda.recipe import Recipe, dump_recipe, parse_recipe
@@ -221,6 +221,9 @@ def _refresh_plan(root: DataRoot, request: RunRequest, tracking: Tracking, polic
     if not day_dirs:
         raise ValueError(f"mode refresh: the window holds no processed day after {trained_for}, the day "
                          f"{registry.name} version {record.version} was trained for")
+    if request.deadline_seconds is not None:  # a refresh is one fit on those days: it must end in time too
+        rows = sum(int(json.loads((d / "stats.json").read_text())["splits"]["train"]["rows"]) for d in day_dirs)
+        knowledge.check_fit(model_config.name, rows, training.epochs, request.deadline_seconds)
     document = {"data": {"dataset": request.dataset, "training_window_days": len(day_dirs)},
                 "model": model_config.model_dump(mode="json"),
                 "training": training.model_copy(update={"sample_rows": None}).model_dump(mode="json",
