@@ -115,6 +115,19 @@ def test_refuses_unvalidated_and_quarantined_partitions(spark, criteo, data_root
     assert not data_root.vocab("criteo").exists()
 
 
+def test_a_failed_attempt_of_the_job_records_its_cost_too(spark, criteo, data_root):
+    from recdp.jobs.preprocess import main
+
+    make_day(criteo, data_root)
+    with pytest.raises(PreprocessError, match="no validation report"):
+        main(["--dataset", "criteo", "--day", DAY.isoformat(), "--data", str(data_root.root),
+              "--cost-run", "manual__failed", "--cost-attempt", "1"], spark=spark)
+    [record] = data_root.costs("criteo", DAY, "manual__failed").glob("preprocess*.json")
+    assert record.name == "preprocess.try1.json"
+    cost = json.loads(record.read_text())
+    assert cost["stage"] == "preprocess" and cost["cpu_seconds"] >= 0 and "driver" in cost["parts"], cost
+
+
 def test_too_many_malformed_rows_leave_no_output(spark, criteo, data_root):
     make_day(criteo, data_root)
     path = raw_file(criteo, data_root)

@@ -390,37 +390,53 @@ def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> li
     days = [parse_day(d) for d in args.day]
     own_session = spark is None
     event_logs = Path(tempfile.mkdtemp(prefix="recdp-events-")) if args.cost_run and own_session else None
-    with CpuMeter() as driver:
-        if spark is None:
-            builder = SparkSession.builder.appName("recdp-preprocess")
-            for key, value in (event_log_settings(event_logs) if event_logs else {}).items():
-                builder = builder.config(key, value)
-            spark = builder.getOrCreate()
-            spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
-        workers = PythonWorkerTime(spark.sparkContext) if args.cost_run else None
-        try:
-            spec = shipped_spec(args.dataset)
-            results = [process_day(spark, spec, root, day, not args.skip_validation_check, workers) for day in days]
+    spec, master, workers, jvm_seconds, results = None, None, None, None, []
+    driver = CpuMeter()
+    try:
+        with driver:
+            if spark is None:
+                builder = SparkSession.builder.appName("recdp-preprocess")
+                for key, value in (event_log_settings(event_logs) if event_logs else {}).items():
+                    builder = builder.config(key, value)
+                spark = builder.getOrCreate()
+                spark.sparkContext.setLogLevel("WARN")  # the job's own progress lines stay at INFO (Python logging)
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_ROWS))
+            workers = PythonWorkerTime(spark.sparkContext) if args.cost_run else None
             master = spark.sparkContext.master
-            jvm = driver_jvm() if args.cost_run else None
-            jvm_seconds = process_cpu_seconds(jvm) if jvm is not None else None
-        finally:
-            if own_session:
-                spark.stop()
-    if args.cost_run:
-        try:
-            parts = job_cpu(master, driver.cpu_seconds, workers, jvm_seconds, event_logs)
-        finally:
-            if event_logs is not None:
-                shutil.rmtree(event_logs, ignore_errors=True)
+            try:
+                spec = shipped_spec(args.dataset)
+                results = [process_day(spark, spec, root, day, not args.skip_validation_check, workers)
+                           for day in days]
+            finally:
+                if args.cost_run:
+                    jvm = driver_jvm()
+                    jvm_seconds = process_cpu_seconds(jvm) if jvm is not None else None
+                if own_session:
+                    spark.stop()
+    finally:
+        # A failed attempt spent its CPU all the same: its cost is recorded too (one file per attempt).
+        if args.cost_run and spec is not None and master is not None:
+            _record_cost(root, spec, days[0], args, driver, master, workers, jvm_seconds, event_logs)
+        elif event_logs is not None:
+            shutil.rmtree(event_logs, ignore_errors=True)
+    return results
+
+
+def _record_cost(root: DataRoot, spec: DatasetSpec, day, args: argparse.Namespace, driver: CpuMeter, master: str,
+                 workers: PythonWorkerTime | None, jvm_seconds: float | None, event_logs: Path | None) -> None:
+    try:
+        parts = job_cpu(master, driver.cpu_seconds, workers, jvm_seconds, event_logs)
         total = parts.pop("total")
-        record_cost(root, spec.name, days[0].isoformat(), args.cost_run,
+        record_cost(root, spec.name, day.isoformat(), args.cost_run,
                     StageCost("preprocess", round(total, 3), round(driver.wall_seconds, 3),
                               {k: round(v, 3) for k, v in parts.items()}), attempt=args.cost_attempt)
-        log.info("%s day=%s: preprocess cost %.1f CPU-s (%s)", spec.name, days[0], total,
+        log.info("%s day=%s: preprocess cost %.1f CPU-s (%s)", spec.name, day, total,
                  ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
-    return results
+    except (OSError, ValueError) as error:  # the cost is the record's, not the job's: the job's outcome stands
+        log.warning("%s day=%s: the preprocess cost was not recorded: %s", spec.name, day, error)
+    finally:
+        if event_logs is not None:
+            shutil.rmtree(event_logs, ignore_errors=True)
 
 if __name__ == "__main__":
     try:
