@@ -26,6 +26,8 @@ import optuna
 
 from sda.hpo.backend import Observation
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # a study per judgement: not a log line each
+
 # Steps of the in-memory study are percent of training done: fractions 0.25, 0.5, 0.75 -> 25, 50, 75.
 STEPS = 100
 
