@@ -348,6 +348,15 @@ def test_a_backfill_in_data_mode_prepares_history_and_trains_nothing(deployment)
         generate_day(load_spec("criteo"), root, day, SynthConfig(rows=5000, seed=7, cardinality_scale=0.0005))
     registry = Registry(Tracking.from_env(root.mlflow()), "criteo")
     history = registry.history()
+    # Airflow runs one backfill per DAG at a time: the scheduler marks the first one completed a little after
+    # its runs end.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        listed = deployment.api("GET", "/backfills", params={"dag_id": DAG_ID})
+        assert listed.status_code == 200, listed.text
+        if all(b["completed_at"] for b in listed.json()["backfills"]):
+            break
+        time.sleep(2)
     deployment.airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", history_days[0].isoformat(),
                        "--to-date", history_days[-1].isoformat(), "--max-active-runs", "2",
                        "--dag-run-conf", json.dumps({"mode": "data"}))
