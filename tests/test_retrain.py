@@ -356,7 +356,12 @@ def test_trials_on_a_sample_then_one_final_fit_on_the_whole_window(root, backend
     best = json.loads((root.experiment_run(plan.run_id) / "best.json").read_text())
     final_model = root.experiment_run(plan.run_id) / "final" / "model.pt"
     assert best["best"]["model_path"] == str(final_model) and final_model.is_file()
-    assert best["best"]["trial"]["model_path"] == chosen["model_path"]
+    trials = root.experiment_run(plan.run_id) / "trials"
+    assert chosen["model_path"] is None and best["best"]["trial"]["model_path"] is None
+    assert not list(trials.glob("*/model.pt"))  # sampled trials keep no model: only the final fit is promoted
+    trial_run = json.loads((trials / f"trial-{chosen['suggestion']}" / "result.json").read_text())["mlflow_run"]
+    final_result = json.loads((final_model.parent / "result.json").read_text())
+    assert trial_run and final_result["mlflow_run"] == trial_run
     assert best["best"]["values"]["auc"] == outcome["values"]["auc"] and best["final_fit"]["rows"] == 12_000
     again = final_fit(plan)  # a rerun: applied again, not fitted again
     assert again == outcome and final_model.stat().st_mtime_ns == Path(best["best"]["model_path"]).stat().st_mtime_ns

@@ -24,6 +24,7 @@ from sda.models import ModelConfig, save_model
 from sda.pruning import encode_curve
 from sda.recipe import load_recipe
 from sda.retrain.planning import RunPlan
+from sda.retrain.slots import trial_folder
 from sda.train import TrainResult, train
 from sda.trials import configs_for
 
@@ -66,7 +67,7 @@ def _fit(recipe, plan: RunPlan, chosen: dict[str, Any], folder: Path) -> dict[st
     result = train(model_config, training, [Path(d) for d in plan.day_dirs])
     if result.status != "ok" or result.model is None:
         raise RuntimeError(f"the final fit of trial {chosen['suggestion']} failed: {result.reason}")
-    trial_result = Path(chosen["model_path"]).parent / "result.json"
+    trial_result = trial_folder(plan, chosen["suggestion"]) / "result.json"
     trial_run = json.loads(trial_result.read_text()).get("mlflow_run") if trial_result.is_file() else None
     document = _recorded(result, model_config, folder, [m.name for m in recipe.experiment.metrics],
                          suggestion=chosen["suggestion"], mlflow_run=trial_run)

@@ -63,6 +63,11 @@ def trial_slots(plan: RunPlan) -> list[int]:
     return list(range(max(1, min(plan.parallel_bandwidth, plan.observation_budget))))
 
 
+def trial_folder(plan: RunPlan, suggestion: int) -> Path:
+    """Where a run's trial writes result.json (and model.pt, when it keeps its model)."""
+    return Path(plan.run_dir) / "trials" / f"trial-{suggestion}"
+
+
 def open_experiment(root: DataRoot, backend: OptimizerBackend, tracking: Tracking, plan: RunPlan) -> list[int]:
     """Create the experiment (idempotent), warm-started from the previous day's unless the mode is full; returns
     the trial slots (none when the mode does not train)."""
@@ -123,10 +128,13 @@ def _one_trial(backend: OptimizerBackend, tracking: Tracking, plan: RunPlan, rec
                mlflow_experiment: str, slot: int, suggestion) -> TrialReport:
     run = tracking.start_trial(mlflow_experiment, f"{plan.run_id}#{slot}", suggestion.id, suggestion.assignments,
                                {"recsys.optimizer_experiment": plan.experiment, "recsys.day": plan.day})
-    trial_dir = Path(plan.run_dir) / "trials" / f"trial-{suggestion.id}"
+    trial_dir = trial_folder(plan, suggestion.id)
+    # A trial on a sample of the window is never promoted (the final fit retrains the chosen assignments on the
+    # whole window), so it keeps no model: at full Criteo cardinalities each would take 3.7 GB of disk.
+    model_dir = trial_dir if recipe.training.sample_rows is None else None
     try:
         outcome = run_trial(backend, plan.experiment, recipe, [Path(d) for d in plan.day_dirs], suggestion,
-                            model_dir=trial_dir)
+                            model_dir=model_dir)
     except BaseException:
         tracking.client.set_terminated(run, "KILLED")
         raise
