@@ -35,6 +35,7 @@ class ServedRecord:
     holdout_rows: int | None
     champion_version: str | None = None
     champion_day: str | None = None  # the day the champion was trained for
+    champion_days_learned: int | None = None  # how many days it learned from (refreshes included)
     champion_auc: float | None = None  # its AUC when it was chosen, on its own day's validation split
     served_positives: int | None = None
     # What it scored on its own day's holdout when it was promoted (None for versions from before this was
@@ -68,7 +69,9 @@ def monitor_day(root: DataRoot, tracking: Tracking, dataset: str, day: str) -> S
         trained_for = champion.tags.get("recsys.day")
         recorded_auc = champion.tags.get("recsys.metric.auc")
         holdout = {key: champion.tags.get(f"recsys.holdout.{key}") for key in ("auc", "rows", "positives")}
+        learned = champion.tags.get("recsys.days_learned")
         about = {"champion_version": champion.version, "champion_day": trained_for,
+                 "champion_days_learned": int(learned) if learned else None,
                  "champion_auc": float(recorded_auc) if recorded_auc else None,
                  "champion_holdout_auc": float(holdout["auc"]) if holdout["auc"] else None,
                  "champion_holdout_rows": int(holdout["rows"]) if holdout["rows"] else None,

@@ -48,6 +48,10 @@ class RetrainPolicy(BaseModel):
       (fine-tuned on the days since, one fit, promoted only if it beats it on the same holdout): a slow drift
       lowers the served AUC by less than the holdouts' noise lets the decay test see, and fresh data still
       pays. None: healthy champions are only ever skipped.
+    - fill_window (True): a healthy champion that learned from fewer days than the training window holds (its
+      window was cut at a shift, or the history was short) is refreshed on each new day until it has learned
+      from a full window: right after a shift, the model trained on the shift's day alone is the one most
+      improved by the next days, which a daily search would have trained on.
     - window_from_shift (True): a day with an abrupt shift (a decay of full_decay beyond what is allowed, or
       accepted past the hard drift limits) starts the training windows of its run and of the runs after it,
       until the window has moved past it: days before a shift teach a world that is gone.
@@ -65,4 +69,5 @@ class RetrainPolicy(BaseModel):
     search_floor: float = Field(0.25, gt=0, le=1)
     full_every_days: int = Field(30, ge=1)
     refresh_every_days: int | None = Field(3, ge=1)
+    fill_window: bool = True
     window_from_shift: bool = True

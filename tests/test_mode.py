@@ -64,6 +64,19 @@ def test_a_healthy_champion_is_refreshed_once_its_data_is_old_enough():
     assert never.mode == "skip"
 
 
+def test_a_champion_that_learned_from_part_of_the_window_is_refreshed_until_it_has_the_whole():
+    after_shift = {**HEALTHY, "champion_day": "2026-04-09", "champion_days_learned": 1}
+    filling = choose_mode(RetrainPolicy(), DAY, after_shift, "2026-04-01", window_days=3)
+    assert filling.mode == "refresh" and "learned from 1 day(s) of a 3-day window" in filling.reason
+    full = choose_mode(RetrainPolicy(), DAY, {**after_shift, "champion_days_learned": 3}, "2026-04-01", window_days=3)
+    assert full.mode == "skip"
+    assert choose_mode(RetrainPolicy(fill_window=False), DAY, after_shift, "2026-04-01", window_days=3).mode == "skip"
+    unknown = {**after_shift, "champion_days_learned": None}  # a version from before this was recorded
+    assert choose_mode(RetrainPolicy(), DAY, unknown, "2026-04-01", window_days=3).mode == "skip"
+    same_day = {**after_shift, "champion_day": DAY}  # nothing newer to fine-tune on
+    assert choose_mode(RetrainPolicy(), DAY, same_day, "2026-04-01", window_days=3).mode == "skip"
+
+
 def test_a_decay_the_holdout_sizes_explain_is_noise():
     """Both AUCs on 2,000-row holdouts: a 0.02 drop is within two standard errors of their difference (0.036);
     on 200,000-row holdouts (0.0036) it is not."""

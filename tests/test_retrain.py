@@ -415,8 +415,12 @@ def test_a_refresh_fine_tunes_the_champion_on_the_new_day_with_its_tables_grown(
     decision = evaluate_run(tracking, plan)
     assert decision["mode"] == "refresh"
     assert decision["challenger"]["label"] == f"challenger (refresh of version {version})"
-    if promote_run(tracking, plan)["verdict"] == "promote":
-        assert Registry(tracking, "clicks").champion().tags["recsys.refresh_of"] == f"refresh of version {version}"
+    champion_tags = json.loads((root.experiment_run(plan.run_id) / "champion" / "tags.json").read_text())
+    assert champion_tags["recsys.days_learned"] == "1"  # the first day's search learned from its one day
+    assert promote_run(tracking, plan)["verdict"] == "promote"  # min_delta 0: one more day of the same world
+    refreshed_tags = Registry(tracking, "clicks").champion().tags
+    assert refreshed_tags["recsys.refresh_of"] == f"refresh of version {version}"
+    assert refreshed_tags["recsys.days_learned"] == "2"  # its champion's day and the one it was refreshed on
 
 
 def test_a_refresh_that_got_worse_is_kept_out(root, backend, tracking):

@@ -32,7 +32,7 @@ def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
         "training_window": ",".join(Path(d).name.removeprefix("day=") for d in plan.day_dirs),
         "vocab_version": stats.get("vocab_version"), "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
         "optimizer_experiment": plan.experiment if plan.searches else None, "trial": chosen["suggestion"],
-        "refresh_of": chosen.get("refresh_of"),
+        "refresh_of": chosen.get("refresh_of"), "days_learned": _days_learned(plan, chosen),
         "mlflow_run": result.get("mlflow_run"),
         **{f"metric.{k}": round(float(v), 6) for k, v in (chosen["values"] or {}).items()},
     })
@@ -41,6 +41,16 @@ def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
         f"challenger (trial {chosen['suggestion']})"
     return Challenger(Path(chosen["model_path"]), plan.day, label,
                       chosen.get("training_seconds"), int(model_bytes) if model_bytes else None, lineage)
+
+
+def _days_learned(plan: RunPlan, chosen: dict[str, Any]) -> int | None:
+    """How many days the model learned from: its window's, plus, for a refresh, the champion's own (None when
+    that champion's were not recorded)."""
+    if not chosen.get("refresh_of"):
+        return len(plan.day_dirs)
+    tags_path = Path(plan.run_dir) / "champion" / "tags.json"
+    earlier = json.loads(tags_path.read_text()).get("recsys.days_learned") if tags_path.is_file() else None
+    return int(earlier) + len(plan.day_dirs) if earlier else None
 
 
 def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:

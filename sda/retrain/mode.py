@@ -3,7 +3,9 @@
     full    a cold search (no warm start from earlier days): the dataset's first run, every
             `full_every_days` days since the last full one, or on demand
     refresh the champion fine-tuned on the days since its own, with its own settings: one fit, when the
-            decay or drift is mild (up to `refresh_max_decay`, `refresh_max_drift_columns`)
+            decay or drift is mild (up to `refresh_max_decay`, `refresh_max_drift_columns`), when a healthy
+            champion's newest day is `refresh_every_days` old, or while it has learned from fewer days than
+            the window holds (`fill_window`)
     search  an advised, warm-started search whose observation budget grows with the champion's decay and the
             day's drift (from `search_floor` of the advised budget to all of it)
     skip    the champion is healthy (served AUC within `decay_tolerance` of its recorded AUC, no drift
@@ -46,9 +48,10 @@ class ModeDecision:
 
 
 def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
-                last_full_day: str | None) -> ModeDecision:
+                last_full_day: str | None, window_days: int | None = None) -> ModeDecision:
     """The mode for `day`, from the monitor's record of it (served AUC, the champion's recorded AUC, the
-    drift findings) and the day of the last full search."""
+    drift findings, the days it learned from), the day of the last full search and the run's training window
+    in days."""
     if policy.mode != "auto":
         return ModeDecision(policy.mode, f"mode {policy.mode} was asked for")
     served = served or {}
@@ -78,6 +81,11 @@ def choose_mode(policy: RetrainPolicy, day: str, served: dict[str, Any] | None,
             return ModeDecision("search", f"no served AUC to judge the champion by ({served.get('reason')})",
                                 policy.search_floor)
         age = (parse_day(day) - parse_day(served["champion_day"])).days if served.get("champion_day") else None
+        learned = served.get("champion_days_learned")
+        if policy.fill_window and window_days and learned is not None and learned < window_days and age:
+            return ModeDecision("refresh", f"the champion is healthy (served AUC {served['served_auc']:.4f}, "
+                                           f"{decay:+.4f} below its {reference[1]}), but learned from {learned} "
+                                           f"day(s) of a {window_days}-day window: fine-tuned on the days since")
         if policy.refresh_every_days and age is not None and age >= policy.refresh_every_days:
             return ModeDecision("refresh", f"the champion is healthy (served AUC {served['served_auc']:.4f}, "
                                            f"{decay:+.4f} below its {reference[1]}), but its newest data is {age} "

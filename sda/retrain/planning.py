@@ -155,7 +155,7 @@ def plan_run(root: DataRoot, request: RunRequest, tracking: Tracking | None = No
     served_path = root.served(request.dataset, request.day)
     served = json.loads(served_path.read_text()) if served_path.is_file() else None
     decision = choose_mode(policy, request.day, served,
-                           last_full_day(root, request.dataset, request.model, request.day))
+                           last_full_day(root, request.dataset, request.model, request.day), request.window_days)
     log.info("mode for %s day=%s: %s (%s)", request.dataset, request.day, decision.mode, decision.reason)
     if decision.mode == "refresh":
         if tracking is None:
@@ -210,6 +210,7 @@ def _refresh_plan(root: DataRoot, request: RunRequest, tracking: Tracking, polic
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("model.pt", "recipe.json", "best.json"):
             shutil.copyfile(downloaded / name, folder / name)
+        write_json_atomic(folder / "tags.json", dict(record.tags))  # its lineage, which the refresh extends
     model_path = folder / "model.pt"
     champion_recipe = parse_recipe(json.loads((folder / "recipe.json").read_text()), "the champion's recipe")
     chosen = json.loads((folder / "best.json").read_text()).get("best") or {}
