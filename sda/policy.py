@@ -25,7 +25,12 @@ class PromotionPolicy(BaseModel):
     max_model_bytes: int | None = Field(None, gt=0)
     bootstrap: bool = Field(False, description="require the AUC gain to hold under a paired bootstrap")
     bootstrap_samples: int = Field(200, ge=50, le=10_000)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="of the bootstrap's bound and the AUC difference's "
+                              "confidence interval")
+    holdout_min_rows: int = Field(10_000, ge=0, description="the holdout's minimum rows: a day with fewer adds the "
+                                  "test splits of the days before it")
+    holdout_min_positives: int = Field(300, ge=0, description="the holdout's minimum positives, likewise")
+    holdout_max_days: int = Field(14, ge=1, description="the most days whose test splits make up the holdout")
 
 
 class RetrainPolicy(BaseModel):

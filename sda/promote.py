@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import norm, rankdata
 from sklearn.metrics import log_loss, roc_auc_score
 
 from recdp.ids import OOV_ID
@@ -66,12 +67,14 @@ class Decision:
     holdout: dict[str, Any]
     checks: list[Check] = field(default_factory=list)
     bootstrap: dict[str, float] | None = None
+    auc_difference: dict[str, Any] | None = None  # challenger - champion, with DeLong's confidence interval
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reason": self.reason, "challenger": asdict(self.challenger),
                 "champion": asdict(self.champion) if self.champion else None,
                 "policy": self.policy.model_dump(), "holdout": self.holdout,
-                "checks": [asdict(c) for c in self.checks], "bootstrap": self.bootstrap}
+                "checks": [asdict(c) for c in self.checks], "bootstrap": self.bootstrap,
+                "auc_difference": self.auc_difference}
 
 
 class ChampionChanged(RuntimeError):
@@ -80,11 +83,13 @@ class ChampionChanged(RuntimeError):
 
 # -- scoring ------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_holdout(model_path: Path, day_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, click probabilities) of a saved model on the day's test split. Ids beyond the model's
-    tables (values that arrived after it was trained) are scored as out of vocabulary, as in serving."""
+def predict_holdout(model_path: Path, day_dirs: Path | Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, click probabilities) of a saved model on the test split of a day (or of several). Ids beyond
+    the model's tables (values that arrived after it was trained) are scored as out of vocabulary, as in
+    serving."""
     model, _, shape = load_model(Path(model_path))
-    shards = open_split([Path(day_dir)], "test")
+    shards = open_split([Path(day_dirs)] if isinstance(day_dirs, str | Path) else [Path(d) for d in day_dirs],
+                        "test")
     columns = tuple(shards[0].header.categorical_columns)
     if columns != shape.categorical_columns:
         raise ValueError(f"{model_path} was trained on columns {shape.categorical_columns}, the holdout has {columns}")
@@ -104,6 +109,32 @@ def holdout_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return {"auc": float(roc_auc_score(labels, scores)),
             "logloss": float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7))), "rows": int(len(labels)),
             "positives": int(np.sum(labels > 0.5))}
+
+
+def auc_difference(labels: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
+                   confidence: float = 0.95) -> dict[str, float]:
+    """The AUC difference (challenger - champion) on the same rows, with DeLong's standard error for two
+    correlated AUCs (DeLong, DeLong and Clarke-Pearson 1988, by midranks as in Sun and Xu 2014) and its
+    two-sided confidence interval: how much of the difference the holdout's size explains."""
+    positive = labels > 0.5
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m < 2 or n < 2:
+        raise ValueError(f"the holdout holds {m} positive(s) and {n} negative(s): DeLong needs two of each")
+    aucs, v_positive, v_negative = [], [], []
+    for scores in (challenger, champion):
+        x, y = scores[positive], scores[~positive]
+        rank_x, rank_y = rankdata(x), rankdata(y)
+        rank_all = rankdata(np.concatenate([x, y]))
+        aucs.append((rank_all[:m].sum() - m * (m + 1) / 2) / (m * n))
+        v_positive.append((rank_all[:m] - rank_x) / n)  # per positive: the share of negatives it outranks
+        v_negative.append(1.0 - (rank_all[m:] - rank_y) / m)  # per negative: the share of positives above it
+    s_positive, s_negative = np.cov(np.vstack(v_positive)), np.cov(np.vstack(v_negative))
+    covariance = s_positive / m + s_negative / n
+    variance = max(float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]), 0.0)
+    difference, error = float(aucs[0] - aucs[1]), float(np.sqrt(variance))
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return {"difference": difference, "standard_error": error, "low": difference - z * error,
+            "high": difference + z * error, "confidence": confidence, "method": "DeLong"}
 
 
 def paired_bootstrap(labels: np.ndarray, challenger: np.ndarray, champion: np.ndarray, samples: int,
@@ -319,28 +350,34 @@ class Challenger:
     lineage: dict[str, str]
 
 
-def evaluate(registry: Registry, challenger: Challenger, holdout_dir: Path, holdout_day: str,
+def evaluate(registry: Registry, challenger: Challenger, holdout_dirs: Path | Sequence[Path], holdout_day: str,
              policy: PromotionPolicy) -> Decision:
-    """Score the challenger and the current champion on the same holdout and apply the policy."""
-    labels, challenger_scores = predict_holdout(challenger.model_path, holdout_dir)
+    """Score the challenger and the current champion on the same holdout (the test split of one processed
+    day, or of several, newest first) and apply the policy."""
+    holdout_dirs = [Path(holdout_dirs)] if isinstance(holdout_dirs, str | Path) else [Path(d) for d in holdout_dirs]
+    labels, challenger_scores = predict_holdout(challenger.model_path, holdout_dirs)
     metrics = holdout_metrics(labels, challenger_scores)
     ours = Candidate(challenger.label, challenger.day, metrics["auc"], metrics["logloss"],
                      challenger.training_seconds, challenger.model_bytes)
     record = registry.champion()
-    champion, bootstrap = None, None
+    champion, bootstrap, difference = None, None, None
     if record is not None:
         with tempfile.TemporaryDirectory() as tmp:
             champion_path = registry.champion_model(Path(tmp))
-            _, champion_scores = predict_holdout(champion_path, holdout_dir)
+            _, champion_scores = predict_holdout(champion_path, holdout_dirs)
         theirs = holdout_metrics(labels, champion_scores)
         champion = Candidate(f"champion (version {record.version})", record.tags.get("recsys.day", ""),
                              theirs["auc"], theirs["logloss"], version=record.version)
         if policy.bootstrap:
             bootstrap = paired_bootstrap(labels, challenger_scores, champion_scores, policy.bootstrap_samples,
                                          policy.confidence)
-    holdout = {"day": holdout_day, "split": "test", "rows": metrics["rows"], "positives": metrics["positives"],
-               "path": str(holdout_dir)}
-    return decide(ours, champion, policy, holdout, bootstrap)
+        difference = auc_difference(labels, challenger_scores, champion_scores, policy.confidence)
+    holdout = {"day": holdout_day, "days": [d.name.removeprefix("day=") for d in holdout_dirs], "split": "test",
+               "rows": metrics["rows"], "positives": metrics["positives"], "path": str(holdout_dirs[0]),
+               "paths": [str(d) for d in holdout_dirs]}
+    decision = decide(ours, champion, policy, holdout, bootstrap)
+    decision.auc_difference = difference
+    return decision
 
 
 def promote(registry: Registry, challenger: Challenger, decision: Decision, run_key: str,
@@ -368,5 +405,5 @@ def lineage_tags(values: dict[str, Any]) -> dict[str, str]:
 
 
 __all__: Sequence[str] = ["CHAMPION", "Candidate", "ChampionChanged", "Challenger", "Decision", "PromotionPolicy",
-                          "Registry", "decide", "evaluate", "holdout_metrics", "lineage_tags", "paired_bootstrap",
-                          "predict_holdout", "promote"]
+                          "Registry", "auc_difference", "decide", "evaluate", "holdout_metrics", "lineage_tags",
+                          "paired_bootstrap", "predict_holdout", "promote"]

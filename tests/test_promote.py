@@ -146,6 +146,22 @@ def test_first_promotion_better_and_worse_challengers_and_rollback(models, regis
         registry.rollback("again")
 
 
+def test_the_decision_carries_the_auc_difference_and_scores_a_holdout_of_several_days(models, registry):
+    day, paths = models
+    policy = PromotionPolicy(min_auc=0.0)
+    first = evaluate(registry, make_challenger(paths["weak"], "2026-04-09", "weak"), day, "2026-04-09", policy)
+    assert first.auc_difference is None  # no champion to differ from
+    promote(registry, make_challenger(paths["weak"], "2026-04-09", "weak"), first, "run-1", {})
+    one = evaluate(registry, make_challenger(paths["good"]), day, "2026-04-10", policy)
+    difference = one.auc_difference
+    assert difference["difference"] == pytest.approx(one.challenger.auc - one.champion.auc, abs=1e-9)
+    assert difference["low"] < difference["difference"] < difference["high"] and difference["confidence"] == 0.95
+    assert one.to_dict()["auc_difference"] == difference
+    twice = evaluate(registry, make_challenger(paths["good"]), [day, day], "2026-04-10", policy)
+    assert twice.holdout["rows"] == 2 * one.holdout["rows"] and len(twice.holdout["paths"]) == 2
+    assert twice.challenger.auc == pytest.approx(one.challenger.auc, abs=1e-9)  # the same rows, twice
+
+
 CRASHING = textwrap.dedent("""
     import os, sys
     from pathlib import Path

@@ -414,6 +414,12 @@ def test_a_refresh_fine_tunes_the_champion_on_the_new_day_with_its_tables_grown(
     assert final_fit(plan) == outcome and refreshed.stat().st_mtime_ns == fitted_at  # a rerun: not fitted again
     decision = evaluate_run(tracking, plan)
     assert decision["mode"] == "refresh"
+    # The holdout: this day's test split (the days before it have none in these stats), and its sizes.
+    assert decision["holdout"]["days"] == [str(following)] and decision["holdout"]["min_rows"] == 10_000
+    assert decision["holdout"]["enough"] == (decision["holdout"]["rows"] >= 10_000
+                                             and decision["holdout"]["positives"] >= 300)
+    gap = decision["auc_difference"]
+    assert gap["difference"] == pytest.approx(decision["challenger"]["auc"] - decision["champion"]["auc"], abs=1e-9)
     assert decision["challenger"]["label"] == f"challenger (refresh of version {version})"
     champion_tags = json.loads((root.experiment_run(plan.run_id) / "champion" / "tags.json").read_text())
     assert champion_tags["recsys.days_learned"] == "1"  # the first day's search learned from its one day

@@ -15,6 +15,7 @@ from recdp.storage import run_key, write_json_atomic
 from sda.policy import PromotionPolicy
 from sda.promote import Candidate, Challenger, ChampionChanged, Decision, Registry, evaluate, lineage_tags, promote
 from sda.recipe import load_recipe
+from sda.retrain.holdout import choose_holdout
 from sda.retrain.planning import RunPlan
 from sda.tracking import Tracking
 
@@ -55,7 +56,8 @@ def _days_learned(plan: RunPlan, chosen: dict[str, Any]) -> int | None:
 
 def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
     """decision.json: the chosen trial against the champion on the run's holdout (the newest day's test
-    split, which neither trained on), by the recipe's promotion policy."""
+    split, which neither trained on, and the days' before it when it is too small: sda.retrain.holdout), by
+    the recipe's promotion policy, with the AUC difference's confidence interval."""
     run_dir = Path(plan.run_dir)
     best_bytes = (run_dir / "best.json").read_bytes()
     best = json.loads(best_bytes)
@@ -73,12 +75,22 @@ def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
                     "champion": {"version": champion.version} if champion else None,
                     "policy": promotion.model_dump(), "holdout": None, "checks": [], "bootstrap": None}
     else:
-        decision = evaluate(registry, _challenger(plan, best), Path(plan.day_dirs[-1]), plan.day, promotion)
+        holdout = choose_holdout(Path(plan.day_dirs[-1]), promotion, plan.holdout_not_before)
+        decision = evaluate(registry, _challenger(plan, best), holdout.day_dirs, plan.day, promotion)
         document = decision.to_dict()
+        measured = document["holdout"]  # counted from the scored rows; the choice's own counts are estimates
+        document["holdout"] = {**holdout.to_dict(), **measured,
+                               "enough": measured["rows"] >= promotion.holdout_min_rows
+                               and measured["positives"] >= promotion.holdout_min_positives}
     document.update({"dataset": plan.dataset, "day": plan.day, "run_id": plan.run_id, "mode": plan.mode,
                      "mode_reason": plan.mode_reason, "registered_model": registry.name, "best_sha256": best_sha256})
     write_json_atomic(run_dir / "decision.json", document)
     log.info("decision for %s day=%s: %s (%s)", plan.dataset, plan.day, document["verdict"], document["reason"])
+    if document.get("auc_difference"):
+        gap, holdout = document["auc_difference"], document["holdout"]
+        log.info("AUC difference %+.4f, %.0f%% interval [%+.4f, %+.4f] on %d rows (%d positives) of %d day(s)",
+                 gap["difference"], 100 * gap["confidence"], gap["low"], gap["high"], holdout["rows"],
+                 holdout["positives"], len(holdout["days"]))
     return document
 
 

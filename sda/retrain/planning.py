@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class RunPlan:
     parallel_bandwidth: int
     mode: str = "search"  # sda.retrain.mode: full | search train; skip | data do not (no recipe, no experiment)
     mode_reason: str = ""
+    holdout_not_before: str | None = None  # the newest abrupt shift: the promotion holdout does not reach past it
 
     @property
     def searches(self) -> bool:
@@ -247,6 +248,9 @@ def _promotion_overrides(request: RunRequest) -> dict[str, Any]:
 
 def _saved(root: DataRoot, request: RunRequest, decision: ModeDecision, plan: RunPlan) -> RunPlan:
     """plan.json (what a rerun finds), then the day's mode record (what later days' `auto` reads)."""
+    if _policy(request).window_from_shift:
+        shift = request.day if decision.shift else last_shift_day(root, request.dataset, request.model, request.day)
+        plan = replace(plan, holdout_not_before=shift)
     write_json_atomic(Path(plan.run_dir) / "plan.json", {"request": asdict(request), "plan": plan.to_dict()})
     record_mode(root, request.dataset, request.model, request.day, decision, request.run_id)
     return plan
