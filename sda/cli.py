@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     best_parser.add_argument("experiment")
     best_parser.add_argument("--storage", default=storage)
     best_parser.set_defaults(handler=cmd_best)
-    serve_parser = commands.add_parser("serve", help="serve the SigOpt Core API on the local engine")
+    serve_parser = commands.add_parser("serve", help="serve the SigOpt Core and AI Experiment APIs on the local engine")
     serve_parser.add_argument("--host", default="127.0.0.1", help="bind address (other than loopback needs a token)")
     serve_parser.add_argument("--port", type=int, default=8910)
     serve_parser.add_argument("--storage", default=storage, help="optimizer storage URL ($SDA_OPTIMIZER_STORAGE)")

@@ -1,4 +1,5 @@
-"""The SigOpt Core API routes over the local engine (sda.hpo.local) and its storage.
+"""The SigOpt Core API routes over the local engine (sda.hpo.local) and its storage (the AI Experiment API's
+routes are added by sda.serve.ai_routes).
 
 Experiments are Optuna studies; an experiment's id is its study id, a suggestion's and an observation's id
 its trial number. Every server process on one storage (SQLite on one machine, Postgres across machines)
@@ -27,6 +28,8 @@ from sda.hpo.experiment import Experiment
 from sda.hpo.local import CREATED_ATTR, EXPERIMENT_ATTR, LocalBackend
 from sda.recipe import RecipeError
 from sda.serve import objects
+from sda.serve.ai_routes import add_ai_routes
+from sda.serve.runs import AIExperiments, RunsError
 
 STATE_ATTR = "sigopt_state"
 JsonBody = Annotated[dict[str, Any], Body(default_factory=dict)]
@@ -177,6 +180,10 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     def api_error(_: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status, error.message)
+
+    @app.exception_handler(RunsError)
+    def runs_error(_: Request, error: RunsError) -> JSONResponse:
         return _error(error.status, error.message)
 
     @app.exception_handler(OptimizerError)
@@ -359,4 +366,5 @@ def create_app(storage: str, token: str | None = None) -> FastAPI:
         rank = {o.suggestion: len(best) - i for i, o in enumerate(best)}  # keeps the best-first order
         return objects.pagination(best, lambda o: rank[o.suggestion], objects.best_json, limit, before, after)
 
+    add_ai_routes(app, AIExperiments(service.backend), guard, _clean, service.update)
     return app
