@@ -33,7 +33,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingError, partition_files
 from recdp.spec import available_specs, load_spec, spec_path
 from recdp.storage import DataRoot, parse_day
-from sda.models import MODEL_NAMES  # the configs only: torch is imported by the tasks, not at parse time
+from sda.models import model_names  # configs and registry only: torch is imported by the tasks, not at parse time
 from sda.policy import MODES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,8 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
         "accept_drift": Param(None, type=["null", "string"], minLength=3, maxLength=500,
                               description="accept the day if it fails on drift alone (beyond the spec's hard "
                                           "limits), for this reason; it becomes the drift baseline"),
-        "model": Param("dlrm", type="string", enum=list(MODEL_NAMES), description="the model to retrain"),
+        "model": Param("dlrm", type="string", enum=list(model_names()),
+                       description="the model to retrain (sda.models.registry: built-in or from RECSYS_MODEL_PATHS)"),
         "budget_seconds": Param(1800, type="number", exclusiveMinimum=0, maximum=7 * 24 * 3600,
                                 description="training seconds the whole experiment may spend"),
         "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=200,

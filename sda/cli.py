@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from sda.models import MODEL_NAMES, save_model
+from sda.models import model_names, save_model
 from sda.recipe import RecipeError, apply_overrides, dump_recipe, load_recipe, parse_recipe
 from sda.train import train
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe_parser = commands.add_parser("recipe", help="advise a recipe for a model on a dataset's stats")
     recipe_parser.add_argument("--spec", required=True, help="dataset spec name or YAML path")
     recipe_parser.add_argument("--stats", type=Path, required=True, help="stats.json of a processed day")
-    recipe_parser.add_argument("--model", required=True, choices=MODEL_NAMES)
+    recipe_parser.add_argument("--model", required=True, choices=model_names())
     recipe_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                                help="fix model or training fields")
     recipe_parser.add_argument("--budget-seconds", type=float, default=1800.0,

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from recdp.spec import NAME_PATTERN
 from sda.hpo.experiment import Experiment, StrictModel
-from sda.models import ModelConfig
+from sda.models import ModelConfigBase, parse_model_config
 from sda.policy import PromotionPolicy, RetrainPolicy
-from sda.train import TrainingConfig
+from sda.training_config import TrainingConfig
 
 LAYER_WIDTHS = re.compile(r"^[1-9][0-9]*(-[1-9][0-9]*)*$")  # a categorical value that tunes an MLP: "256-128"
 
@@ -90,7 +90,7 @@ class EarlyStoppingSection(StrictModel):
 
 class Recipe(StrictModel):
     data: DataSection | None = None  # the advisor always writes it; a hand-written recipe may leave it out
-    model: ModelConfig
+    model: SerializeAsAny[ModelConfigBase]  # the registered model's own config (its `name` picks it)
     training: TrainingConfig = TrainingConfig()
     experiment: Experiment | None = None
     budget: BudgetSection | None = None
@@ -99,6 +99,11 @@ class Recipe(StrictModel):
     promotion: PromotionPolicy = PromotionPolicy()
     retrain: RetrainPolicy = RetrainPolicy()
     queued_suggestions: list[dict[str, str | int | float]] = Field(default_factory=list)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _registered_model(cls, value: Any) -> Any:
+        return parse_model_config(value)
 
     @model_validator(mode="after")
     def _parameters_name_fields(self) -> Recipe:

@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
@@ -25,6 +24,7 @@ from sda.data import Batch, BatchStream, open_split
 from sda.models import DataShape, ModelConfig, build_model, load_model, model_size
 from sda.models.grow import grow_into
 from sda.optim import RowWiseAdagrad, finite, lr_factor
+from sda.training_config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,43 +35,11 @@ CHECKPOINT_MIN_ROWS = 250_000
 ProgressCallback = Callable[[int, float, float, float], bool]
 
 
-class TrainingConfig(BaseModel):
-    """The recipe's `training` section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    epochs: int = Field(1, ge=1, le=100)
-    batch_size: int = Field(1024, ge=1, le=1 << 20)
-    optimizer: Literal["sgd", "adagrad", "adam"] = "adam"
-    learning_rate: float = Field(0.002, gt=0.0, le=100.0)
-    sparse_embeddings: bool = True
-    warmup_steps: int = Field(0, ge=0)
-    decay_start_step: int = Field(0, ge=0)
-    decay_steps: int = Field(0, ge=0)
-    decay_power: float = Field(2.0, gt=0.0)
-    grad_clip_norm: float | None = Field(None, gt=0.0)
-    seed: int = 0
-    eval_every: float | None = Field(0.25, gt=0.0, le=1.0, description="fraction of training between evals")
-    target_auc: float | None = Field(None, gt=0.5, le=1.0)
-    max_loss: float = Field(50.0, gt=0.0)
-    max_steps: int | None = Field(None, ge=1)
-    sample_rows: int | None = Field(None, ge=1, description="train on a fixed sample of this many training rows "
-                                                             "(a search's trials); None: every row")
-    eval_rows: int | None = Field(2_000_000, ge=1000, description="validate on a fixed sample of this many rows "
-                                  "of the valid split (None: all of it): an AUC's standard error is about "
-                                  "0.0004 at 2M rows, and a 100M-row day's valid split would cost more to "
-                                  "score, at every evaluation, than a sampled trial costs to train")
-    threads: int | None = Field(None, ge=1)
-    log_every_seconds: float = Field(10.0, gt=0.0)
-
-    @model_serializer(mode="wrap")
-    def _keep_no_evals(self, handler, info):
-        # eval_every None (no evaluation until the end) is not its default: keep it when a dump drops Nones,
-        # else a saved recipe (dump_recipe, exclude_none) reads back with eval_every 0.25.
-        document = handler(self)
-        if self.eval_every is None and info.exclude_none and "eval_every" not in (info.exclude or ()):
-            document["eval_every"] = None
-        return document
+def training_loss(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The model's own loss(logits, labels) when it has one (sda.models.registry's contract), else binary
+    cross-entropy on its logits."""
+    own = getattr(model, "loss", None)
+    return own if callable(own) else nn.BCEWithLogitsLoss()
 
 
 @dataclass
@@ -146,7 +114,7 @@ def train(model_config: ModelConfig, config: TrainingConfig, day_dirs: Sequence[
             raise ValueError(f"{init_from} holds a {old_config.name} model of another config than the one to train")
         grow_into(old, old_shape, model, shape)
     optimizers = _optimizers(model, config)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = training_loss(model)
     train_stream = BatchStream(train_shards, config.batch_size, shuffle=True, seed=config.seed,
                                sample_rows=config.sample_rows)
     valid_stream = BatchStream(valid_shards, 65_536, shuffle=False, sample_rows=config.eval_rows)

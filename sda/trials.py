@@ -59,7 +59,8 @@ def spent_training_seconds(observations: Sequence[Observation]) -> float:
 
 def spent_trial_seconds(observations: Sequence[Observation]) -> float:
     """What the budget counts: the trials' training seconds and their evaluations' (on the 100M-row day, four
-    evaluations of 2M rows cost a trial about as much as its training; SAMPLES_PER_SECOND does not know them)."""
+    evaluations of 2M rows cost a trial about as much as its training; the models' samples_per_second do not
+    count them)."""
     return sum(float((o.metadata or {}).get(key, 0.0)) for o in observations
                for key in ("training_seconds", "eval_seconds"))
 

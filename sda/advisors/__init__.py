@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sda.advisors import knowledge
-from sda.advisors.models import ADVISORS
+from sda.models.registry import model_entry
 from sda.recipe import Recipe, apply_overrides, parse_recipe
 
 
@@ -42,8 +42,7 @@ class AdviceRequest:
 
 
 def advise(request: AdviceRequest) -> Recipe:
-    if request.model not in ADVISORS:
-        raise ValueError(f"no advisor for model {request.model!r}; choose one of {sorted(ADVISORS)}")
+    entry = model_entry(request.model)  # ValueError naming the registered models
     if request.budget_seconds <= 0 or request.workers < 1:
         raise ValueError("the compute budget must be positive and workers at least 1")
     if request.deadline_seconds is not None and request.deadline_seconds <= 0:
@@ -53,7 +52,7 @@ def advise(request: AdviceRequest) -> Recipe:
     facts = knowledge.DataFacts.from_stats(request.stats, request.window_days)
     # The model is sized for the window it will serve from; the search (batch, rate, space, budget) for the
     # rows its trials train on: a sample of a large window.
-    model_section, model_space = ADVISORS[request.model](facts)
+    model_section, model_space = entry.advise(facts)
     sample = request.trial_sample_rows if request.trial_sample_rows and facts.train_rows > request.trial_sample_rows \
         else None
     trial_facts = dataclasses.replace(facts, train_rows=sample) if sample else facts

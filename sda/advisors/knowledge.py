@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sda.models.registry import samples_per_second
+
 # Measured by `make bench-quality` on 2 cores (training samples per second of each default model); used
 # to estimate a trial's seconds from the rows it trains on.
-SAMPLES_PER_SECOND = {"dlrm": 30_000, "wide_deep": 70_000, "dcnv2": 28_000, "deepfm": 60_000}
 MIN_OBSERVATIONS, MAX_OBSERVATIONS = 4, 60
 # Among trials whose AUC is within this of the best, the one that trains fastest is chosen: the issue's
 # own notion of an equal AUC, and about the spread of AUCs that make bench-hpo measures between
@@ -101,11 +102,11 @@ def learning_rate_for(batch_size: int, steps: int) -> float:
 
 
 def trial_seconds(model: str, train_rows: int, epochs: int) -> float:
-    return train_rows * epochs / SAMPLES_PER_SECOND[model]
+    return train_rows * epochs / samples_per_second(model)
 
 
 # A run plans to spend at most this share of the time it has left before its deadline (the DAG's
-# dagrun_timeout): the rest absorbs the estimates' error (SAMPLES_PER_SECOND was measured on the default
+# dagrun_timeout): the rest absorbs the estimates' error (the models' samples_per_second were measured on the default
 # models at 1% of Criteo's cardinalities), a trial that starts just before the budget is spent, and the
 # evaluation and promotion after the fit.
 DEADLINE_SHARE = 0.5

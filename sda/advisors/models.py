@@ -1,12 +1,10 @@
-"""What each built-in model's advisor adds to the shared knowledge: its sections and its own dimensions."""
+"""What each built-in model's advisor adds to the shared knowledge: its sections and its own dimensions (the
+registry, sda.models.builtin, pairs each with its model)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sda.advisors.knowledge import DataFacts, embedding_dim_for, mlp_choices, mlp_for, shared_embedding_dim
-
-ModelAdvice = tuple[dict, list[dict]]  # (model section, model-specific parameters to tune)
+from sda.models.registry import ModelAdvice
 
 
 def _dropout() -> dict:
@@ -53,7 +51,3 @@ def deepfm(facts: DataFacts) -> ModelAdvice:
     return section, [{"name": "embedding_dim", "type": "int", "grid": sorted({max(4, dim // 2), dim, dim * 2})},
                      mlp_choices("deep_mlp", tuple(section["deep_mlp"])), _dropout()]
 
-
-ADVISORS: dict[str, Callable[[DataFacts], ModelAdvice]] = {
-    "dlrm": dlrm, "wide_deep": wide_deep, "dcnv2": dcnv2, "deepfm": deepfm,
-}

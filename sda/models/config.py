@@ -1,14 +1,20 @@
-"""Model configs: the recipe's `model` section, validated before any tensor is allocated."""
+"""The built-in models' configs: the recipe's `model` section, validated before any tensor is allocated.
+Every model's config subclasses ModelConfigBase (sda.models.registry says how a model joins)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class _ModelConfig(BaseModel):
+class ModelConfigBase(BaseModel):
+    """What every model's config has: embedding sizes (a model without embeddings ignores them) and dropout.
+    A subclass adds `name: Literal["<model>"] = "<model>"` and its own fields."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
 
     embedding_dim: int = Field(16, ge=1, le=1024)
     # Per-table embedding dims where they differ from embedding_dim (categorical column -> dim).
@@ -33,7 +39,7 @@ def _positive(sizes: tuple[int, ...], where: str) -> None:
         raise ValueError(f"{where} layer sizes must be positive, got {list(sizes)}")
 
 
-class DLRMConfig(_ModelConfig):
+class DLRMConfig(ModelConfigBase):
     """Meta's DLRM: bottom MLP on dense features, one embedding per table, pairwise dot interaction."""
 
     name: Literal["dlrm"] = "dlrm"
@@ -52,7 +58,7 @@ class DLRMConfig(_ModelConfig):
         return self
 
 
-class _DeepConfig(_ModelConfig):
+class _DeepConfig(ModelConfigBase):
     """The models with a deep MLP over [dense, embeddings] (Wide & Deep, DCN-v2, DeepFM)."""
 
     deep_mlp: tuple[int, ...] = Field((256, 128, 64), min_length=1)
@@ -89,5 +95,5 @@ class DeepFMConfig(_DeepConfig):
         return self
 
 
-ModelConfig = Annotated[DLRMConfig | WideDeepConfig | DCNv2Config | DeepFMConfig, Field(discriminator="name")]
-MODEL_NAMES = ("dlrm", "wide_deep", "dcnv2", "deepfm")
+# Any registered model's config (sda.models.registry.parse_model_config makes one from a recipe's section).
+ModelConfig = ModelConfigBase

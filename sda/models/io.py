@@ -1,4 +1,4 @@
-"""Build a model from its config and the data shape; save and load it (torch.load with weights_only)."""
+"""Build a registered model from its config and the data shape; save and load it (torch.load with weights_only)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from pydantic import TypeAdapter
 from torch import nn
 
-from sda.models.config import DCNv2Config, DeepFMConfig, DLRMConfig, ModelConfig, WideDeepConfig
-from sda.models.nets import DLRM, DCNv2, DeepFM, WideDeep
-
-_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)
+from sda.models.config import ModelConfig
+from sda.models.registry import model_entry, parse_model_config
 
 
 @dataclass(frozen=True)
@@ -32,24 +29,13 @@ class DataShape:
                    tuple(int(header.table_sizes[c]) for c in header.categorical_columns), header.vocab_version)
 
 
-def parse_model_config(document: dict) -> ModelConfig:
-    """A model config from the recipe's model section; raises ValueError naming what is wrong."""
-    return _ADAPTER.validate_python(document)
-
-
 def build_model(config: ModelConfig, shape: DataShape, sparse: bool = False) -> nn.Module:
+    """The registered model's module for this data (sda.models.registry)."""
     config.check_columns(list(shape.categorical_columns))
-    n_dense, sizes = len(shape.dense_columns), list(shape.table_sizes)
-    dims = [config.dim_of(c) for c in shape.categorical_columns]
-    if isinstance(config, DLRMConfig):
-        return DLRM(config, n_dense, sizes, sparse)
-    if isinstance(config, WideDeepConfig):
-        return WideDeep(config, n_dense, sizes, dims, sparse)
-    if isinstance(config, DCNv2Config):
-        return DCNv2(config, n_dense, sizes, dims, sparse)
-    if isinstance(config, DeepFMConfig):
-        return DeepFM(config, n_dense, sizes, sparse)
-    raise ValueError(f"unknown model {config!r}")
+    model = model_entry(config.name).build(config, shape, sparse)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model {config.name!r}: its builder returned {type(model).__name__}, not a torch module")
+    return model
 
 
 def model_size(model: nn.Module) -> dict[str, int]:
