@@ -4,8 +4,8 @@ partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-sub
     -> monitor (the champion's served AUC on the new day) -> plan (advised recipe) -> create_experiment
     -> run_trials x parallel_bandwidth (each slot runs trials until the experiment is over; at most
        RECSYS_TRIAL_WORKERS at once)
-    -> select_best -> final_fit (when trials sampled the window) -> evaluate (challenger vs champion, same
-    holdout) -> promote (registry alias switch)
+    -> select_best -> final_fit (when trials sampled the window) and baseline (logistic regression) -> evaluate
+    (challenger vs baseline vs champion, same holdout) -> promote (registry alias switch)
 
 The run's partition is its data interval's start day, or the `day` Param of a UI trigger. Unpausing the DAG
 retrains the latest day only (catchup off, as in Airflow 3's default); history is retrained on purpose with
@@ -140,6 +140,9 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
                            description="AUC gain over the champion, on the same holdout, needed to promote"),
         "require_significance": Param(False, type="boolean",
                                       description="promote only if the AUC gain holds under a paired bootstrap"),
+        "linear_baseline": Param(True, type="boolean",
+                                 description="train logistic regression beside the search; a challenger that loses "
+                                             "to it on the holdout is replaced by it"),
         "optimizer_backend": Param(None, type=["null", "string"], enum=[None, "local", "sigopt"],
                                    description="local (Optuna, offline) or sigopt (the SigOpt API of the "
                                                "sigopt_default connection); empty: $SDA_OPTIMIZER_BACKEND or local"),
@@ -242,6 +245,7 @@ def recsys_retrain():
                              budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
                              workers=TRIAL_WORKERS, min_delta=float(params["min_delta"]),
                              bootstrap=bool(params["require_significance"]), mode=params["mode"],
+                             baseline=bool(params["linear_baseline"]),
                              decay_tolerance=params["decay_tolerance"],
                              trial_sample_rows=params["trial_sample_rows"],
                              champion_auc=champion_auc(tracking, target["dataset"]),
@@ -301,6 +305,16 @@ def recsys_retrain():
         return outcome
 
     @task
+    @_costed("final_fit", part="baseline")
+    def baseline(run_plan: dict) -> dict:
+        """Logistic regression on the trials' rows: the challenger must beat it on the holdout."""
+        from sda.retrain import RunPlan, fit_baseline
+
+        outcome = fit_baseline(RunPlan.from_dict(run_plan))
+        print(f"linear baseline: {outcome}")
+        return outcome
+
+    @task
     @_costed("evaluate")
     def evaluate(run_plan: dict) -> dict:
         from sda.retrain import RunPlan, evaluate_run
@@ -326,7 +340,8 @@ def recsys_retrain():
     slots = create_experiment(run_plan)
     chosen = select_best(run_plan)
     run_trials.partial(run_plan=run_plan).expand(slot=slots) >> chosen
-    chosen >> final_fit(run_plan) >> evaluate(run_plan) >> promote(run_plan)
+    judged = evaluate(run_plan)
+    chosen >> [final_fit(run_plan), baseline(run_plan)] >> judged >> promote(run_plan)
 
 
 def _seconds_left(context) -> float | None:

@@ -31,6 +31,8 @@ class PromotionPolicy(BaseModel):
                                   "test splits of the days before it")
     holdout_min_positives: int = Field(300, ge=0, description="the holdout's minimum positives, likewise")
     holdout_max_days: int = Field(14, ge=1, description="the most days whose test splits make up the holdout")
+    baseline: bool = Field(True, description="train a linear baseline (logistic regression) beside each search; "
+                           "a challenger that loses to it on the holdout is replaced by it")
 
 
 class RetrainPolicy(BaseModel):

@@ -68,13 +68,15 @@ class Decision:
     checks: list[Check] = field(default_factory=list)
     bootstrap: dict[str, float] | None = None
     auc_difference: dict[str, Any] | None = None  # challenger - champion, with DeLong's confidence interval
+    # The linear baseline on the same holdout; `stands_in`: it beat the challenger, and was judged instead.
+    baseline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reason": self.reason, "challenger": asdict(self.challenger),
                 "champion": asdict(self.champion) if self.champion else None,
                 "policy": self.policy.model_dump(), "holdout": self.holdout,
                 "checks": [asdict(c) for c in self.checks], "bootstrap": self.bootstrap,
-                "auc_difference": self.auc_difference}
+                "auc_difference": self.auc_difference, "baseline": self.baseline}
 
 
 class ChampionChanged(RuntimeError):
@@ -351,12 +353,26 @@ class Challenger:
 
 
 def evaluate(registry: Registry, challenger: Challenger, holdout_dirs: Path | Sequence[Path], holdout_day: str,
-             policy: PromotionPolicy) -> Decision:
+             policy: PromotionPolicy, baseline: Challenger | None = None) -> Decision:
     """Score the challenger and the current champion on the same holdout (the test split of one processed
-    day, or of several, newest first) and apply the policy."""
+    day, or of several, newest first) and apply the policy. With a `baseline` (the run's linear model), it is
+    scored there too, and judged instead of a challenger it beats."""
     holdout_dirs = [Path(holdout_dirs)] if isinstance(holdout_dirs, str | Path) else [Path(d) for d in holdout_dirs]
     labels, challenger_scores = predict_holdout(challenger.model_path, holdout_dirs)
     metrics = holdout_metrics(labels, challenger_scores)
+    against_baseline = None
+    if baseline is not None:
+        _, baseline_scores = predict_holdout(baseline.model_path, holdout_dirs)
+        linear = holdout_metrics(labels, baseline_scores)
+        stands_in = linear["auc"] > metrics["auc"]
+        against_baseline = {"label": baseline.label, "auc": linear["auc"], "logloss": linear["logloss"],
+                            "challenger": challenger.label, "challenger_auc": metrics["auc"], "stands_in": stands_in,
+                            "challenger_minus_baseline": auc_difference(labels, challenger_scores, baseline_scores,
+                                                                        policy.confidence)}
+        if stands_in:
+            log.warning("the linear baseline (AUC %.4f) beats %s (AUC %.4f) on the holdout: it is judged instead",
+                        linear["auc"], challenger.label, metrics["auc"])
+            challenger, challenger_scores, metrics = baseline, baseline_scores, linear
     ours = Candidate(challenger.label, challenger.day, metrics["auc"], metrics["logloss"],
                      challenger.training_seconds, challenger.model_bytes)
     record = registry.champion()
@@ -377,6 +393,7 @@ def evaluate(registry: Registry, challenger: Challenger, holdout_dirs: Path | Se
                "paths": [str(d) for d in holdout_dirs]}
     decision = decide(ours, champion, policy, holdout, bootstrap)
     decision.auc_difference = difference
+    decision.baseline = against_baseline
     return decision
 
 

@@ -38,7 +38,7 @@ def test_structure(dag):
 
     assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "ship_job", "preprocess",
                                               "monitor", "plan", "create_experiment", "run_trials", "select_best",
-                                              "final_fit", "evaluate", "promote"}
+                                              "final_fit", "baseline", "evaluate", "promote"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
     assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "gate_dry_run"}
@@ -51,7 +51,8 @@ def test_structure(dag):
     assert dag.get_task("run_trials").max_active_tis_per_dagrun == 2  # RECSYS_TRIAL_WORKERS
     assert dag.get_task("select_best").trigger_rule == "none_failed"
     assert dag.get_task("final_fit").upstream_task_ids == {"plan", "select_best"}
-    assert dag.get_task("evaluate").upstream_task_ids == {"plan", "final_fit"}
+    assert dag.get_task("baseline").upstream_task_ids == {"plan", "select_best"}
+    assert dag.get_task("evaluate").upstream_task_ids == {"plan", "final_fit", "baseline"}
     assert dag.get_task("promote").upstream_task_ids == {"plan", "evaluate"}
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.catchup is False  # history runs through `airflow backfill create`, on purpose
@@ -111,7 +112,7 @@ def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, crite
     make_day(criteo, data_root, rows=5000)  # the DAG uses the real criteo spec: at least 1000 rows
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
     downstream = ("ship_job", "preprocess", "monitor", "plan", "create_experiment", "run_trials", "select_best",
-                  "final_fit", "evaluate", "promote")
+                  "final_fit", "baseline", "evaluate", "promote")
     assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()

@@ -215,3 +215,18 @@ def test_cli_status_rollback_and_export_errors(models, tmp_path, monkeypatch, ca
     status = json.loads(out[out.index("{"):])
     assert status["champion"] == first and status["history"][-1]["reason"] == "alerts fired"
     assert main(["export", "--dataset", "no_such_dataset", "--out", str(tmp_path / "b")]) == 2
+
+
+def test_a_linear_baseline_that_beats_the_challenger_is_judged_instead(models, registry):
+    day, paths = models
+    policy = PromotionPolicy(min_auc=0.0)
+    baseline = Challenger(paths["good"], "2026-04-10", "linear baseline (logistic)", 0.5, 100,
+                          {"recsys.model": "logistic"})
+    beaten = evaluate(registry, make_challenger(paths["weak"]), day, "2026-04-10", policy, baseline=baseline)
+    assert beaten.baseline["stands_in"] and beaten.challenger.label == "linear baseline (logistic)"
+    assert beaten.baseline["auc"] > beaten.baseline["challenger_auc"] and beaten.verdict == "promote"
+    assert beaten.baseline["challenger_minus_baseline"]["high"] < 0  # the weak model clearly loses
+    weak_baseline = Challenger(paths["weak"], "2026-04-10", "linear baseline (logistic)", 0.5, 100, {})
+    kept = evaluate(registry, make_challenger(paths["good"]), day, "2026-04-10", policy, baseline=weak_baseline)
+    assert not kept.baseline["stands_in"] and kept.challenger.label == "challenger (trial 1)"
+    assert kept.to_dict()["baseline"]["auc"] == kept.baseline["auc"]

@@ -453,3 +453,32 @@ def test_a_refresh_needs_a_day_newer_than_the_champion(root, backend, tracking):
     _promoted_first_day(root, backend, tracking)
     with pytest.raises(ValueError, match="no processed day after 2026-04-10"):
         plan_run(root, request(DAY, run_id="manual__again", mode="refresh"), tracking)
+
+
+def test_the_linear_baseline_is_trained_once_scored_on_the_holdout_and_stands_in_when_it_wins(root, backend,
+                                                                                              tracking):
+    from sda.retrain import fit_baseline
+
+    plan = _whole_run(root, backend, tracking, DAY)
+    outcome = fit_baseline(plan)
+    model = root.experiment_run(plan.run_id) / "baseline" / "model.pt"
+    assert outcome["baseline"] and outcome["rows"] == 12_000 and model.is_file()
+    fitted_at = model.stat().st_mtime_ns
+    assert fit_baseline(plan) == outcome and model.stat().st_mtime_ns == fitted_at  # a rerun: not trained again
+    decision = evaluate_run(tracking, plan)
+    linear = decision["baseline"]
+    assert linear["label"] == "linear baseline (logistic)" and 0.5 < linear["auc"] < 1
+    assert linear["stands_in"] == (linear["auc"] > linear["challenger_auc"])
+    assert linear["challenger_minus_baseline"]["difference"] == pytest.approx(
+        linear["challenger_auc"] - linear["auc"], abs=1e-9)
+    judged = decision["challenger"]
+    assert judged["auc"] == pytest.approx(max(linear["auc"], linear["challenger_auc"]), abs=1e-12)
+    assert judged["label"].startswith("linear baseline") == linear["stands_in"]
+    version = promote_run(tracking, plan)["version"]
+    tags = Registry(tracking, "clicks").champion().tags
+    assert tags["recsys.model"] == ("logistic" if linear["stands_in"] else "dlrm")
+    assert version is not None
+    skipped = plan_run(root, request(DAY, run_id="manual__skip", mode="skip"))
+    assert fit_baseline(skipped) == {"baseline": False, "reason": "mode skip: no search to compare with a baseline"}
+    unasked = plan_run(root, request(DAY, run_id="manual__nobaseline", baseline=False, max_trials=1))
+    assert fit_baseline(unasked)["reason"] == "the promotion policy asks for no baseline"

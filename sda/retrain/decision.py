@@ -15,6 +15,7 @@ from recdp.storage import run_key, write_json_atomic
 from sda.policy import PromotionPolicy
 from sda.promote import Candidate, Challenger, ChampionChanged, Decision, Registry, evaluate, lineage_tags, promote
 from sda.recipe import load_recipe
+from sda.retrain.baseline import baseline_folder
 from sda.retrain.holdout import choose_holdout
 from sda.retrain.planning import RunPlan
 from sda.tracking import Tracking
@@ -42,6 +43,23 @@ def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
         f"challenger (trial {chosen['suggestion']})"
     return Challenger(Path(chosen["model_path"]), plan.day, label,
                       chosen.get("training_seconds"), int(model_bytes) if model_bytes else None, lineage)
+
+
+def _baseline(plan: RunPlan) -> Challenger | None:
+    """The run's linear baseline (sda.retrain.baseline), when it trained."""
+    result_path = baseline_folder(plan) / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if not result.get("model_path"):
+        return None
+    stats = json.loads((Path(plan.day_dirs[-1]) / "stats.json").read_text())
+    lineage = lineage_tags({
+        "dataset": plan.dataset, "day": plan.day, "model": result["model"], "run_id": plan.run_id, "baseline": True,
+        "training_window": ",".join(Path(d).name.removeprefix("day=") for d in plan.day_dirs),
+        "vocab_version": stats.get("vocab_version"), "days_learned": len(plan.day_dirs),
+        **{f"metric.{k}": round(float(v), 6) for k, v in result["values"].items()},
+    })
+    return Challenger(Path(result["model_path"]), plan.day, f"linear baseline ({result['model']})",
+                      result.get("training_seconds"), int(result["metrics"].get("model_bytes", 0)) or None, lineage)
 
 
 def _days_learned(plan: RunPlan, chosen: dict[str, Any]) -> int | None:
@@ -76,7 +94,8 @@ def evaluate_run(tracking: Tracking, plan: RunPlan) -> dict[str, Any]:
                     "policy": promotion.model_dump(), "holdout": None, "checks": [], "bootstrap": None}
     else:
         holdout = choose_holdout(Path(plan.day_dirs[-1]), promotion, plan.holdout_not_before)
-        decision = evaluate(registry, _challenger(plan, best), holdout.day_dirs, plan.day, promotion)
+        decision = evaluate(registry, _challenger(plan, best), holdout.day_dirs, plan.day, promotion,
+                            baseline=_baseline(plan) if promotion.baseline else None)
         document = decision.to_dict()
         measured = document["holdout"]  # counted from the scored rows; the choice's own counts are estimates
         document["holdout"] = {**holdout.to_dict(), **measured,
@@ -135,7 +154,21 @@ def _carry_out(tracking: Tracking, plan: RunPlan, before_switch) -> dict[str, An
         return {"verdict": "promote", "reason": document["reason"], "version": document["applied"]["version"]}
     registry = Registry(tracking, plan.dataset)
     best = json.loads((run_dir / "best.json").read_text())
-    challenger = _challenger(plan, best)
+    recipe = load_recipe(Path(plan.recipe_path))
+    recipe_document = recipe.model_dump(mode="json", exclude_none=True)
+    if (document.get("baseline") or {}).get("stands_in"):
+        challenger = _baseline(plan)
+        if challenger is None:
+            raise RuntimeError(f"decision.json promotes the linear baseline, but {baseline_folder(plan)} has no model")
+        # What a later refresh of it reads: its own model and training settings, no assignments to apply.
+        result = json.loads((baseline_folder(plan) / "result.json").read_text())
+        recipe_document = {**recipe_document, "model": {"name": result["model"]}, "training": result["training"]}
+        recipe_document.pop("experiment", None)
+        recipe_document.pop("queued_suggestions", None)
+        best = {**best, "best": {"suggestion": None, "assignments": {}, "values": result["values"],
+                                 "model_path": result["model_path"], "baseline": True}}
+    else:
+        challenger = _challenger(plan, best)
     # What it scored on its own day's holdout: the reference its served AUC on later days is judged against
     # (sda.retrain.mode), free of the optimism of having been chosen on the validation split.
     holdout = document["holdout"]
@@ -146,8 +179,7 @@ def _carry_out(tracking: Tracking, plan: RunPlan, before_switch) -> dict[str, An
     decision = Decision(document["verdict"], document["reason"], Candidate(**document["challenger"]),
                         Candidate(**champion) if champion else None, PromotionPolicy(**document["policy"]),
                         document["holdout"])
-    files = {"decision.json": document, "best.json": best,
-             "recipe.json": load_recipe(Path(plan.recipe_path)).model_dump(mode="json", exclude_none=True)}
+    files = {"decision.json": document, "best.json": best, "recipe.json": recipe_document}
     version = promote(registry, challenger, decision, run_key(plan.run_id), files, before_switch=before_switch)
     document["applied"] = {"version": version, "registered_model": registry.name, "at": int(time.time())}
     write_json_atomic(run_dir / "decision.json", document)

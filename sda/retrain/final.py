@@ -69,7 +69,7 @@ def _fit(recipe, plan: RunPlan, chosen: dict[str, Any], folder: Path) -> dict[st
         raise RuntimeError(f"the final fit of trial {chosen['suggestion']} failed: {result.reason}")
     trial_result = trial_folder(plan, chosen["suggestion"]) / "result.json"
     trial_run = json.loads(trial_result.read_text()).get("mlflow_run") if trial_result.is_file() else None
-    document = _recorded(result, model_config, folder, [m.name for m in recipe.experiment.metrics],
+    document = recorded_fit(result, model_config, folder, [m.name for m in recipe.experiment.metrics],
                          suggestion=chosen["suggestion"], mlflow_run=trial_run)
     log.info("final fit: AUC %.4f on %d rows in %.1fs (the trial: AUC %.4f)", document["values"].get("auc", 0.0),
              document["rows"], document["training_seconds"], (chosen.get("values") or {}).get("auc", 0.0))
@@ -88,7 +88,7 @@ def _refresh(plan: RunPlan) -> dict[str, Any]:
         log.info("refresh: %s fine-tuned on %d day(s) (%s)", plan.experiment, len(plan.day_dirs),
                  ", ".join(Path(d).name for d in plan.day_dirs))
         result = train(recipe.model, recipe.training, [Path(d) for d in plan.day_dirs], init_from=champion)
-        document = _recorded(result, recipe.model, folder, ("auc", "logloss", "training_time"), suggestion=None)
+        document = recorded_fit(result, recipe.model, folder, ("auc", "logloss", "training_time"), suggestion=None)
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text())
     if document["model_path"] is None:
@@ -107,7 +107,7 @@ def _refresh(plan: RunPlan) -> dict[str, Any]:
     return {"final_fit": False, "refresh": True, "rows": document["rows"], "values": document["values"]}
 
 
-def _recorded(result: TrainResult, model_config: ModelConfig, folder: Path, value_names: Sequence[str],
+def recorded_fit(result: TrainResult, model_config: ModelConfig, folder: Path, value_names: Sequence[str],
               **fields: Any) -> dict[str, Any]:
     """One fit's model.pt (when it trained) and result.json: rows, seconds, the named values, every metric and
     the curve. result.json comes after the model, so a rerun that finds it needs no fit."""

@@ -2,7 +2,7 @@
 DAG's tasks record theirs (recdp.costs):
 
     monitor -> plan -> create_experiment -> run_trials (each slot in turn) -> select_best -> final_fit
-        -> evaluate -> promote
+        -> baseline -> evaluate -> promote
 
 The DAG runs these as tasks (dags/recsys_retrain.py); this is the same sequence for what replays many days
 without a scheduler (`make bench-continuous`), where the day's data stages ran before.
@@ -19,6 +19,7 @@ from recdp.costs import recorded_cost, run_costs
 from recdp.storage import DataRoot
 from sda.hpo.backend import OptimizerBackend
 from sda.monitor import ServedRecord, monitor_day
+from sda.retrain.baseline import fit_baseline
 from sda.retrain.best import select_best
 from sda.retrain.decision import evaluate_run, promote_run
 from sda.retrain.final import final_fit
@@ -59,6 +60,7 @@ def retrain_day(root: DataRoot, backend: OptimizerBackend, tracking: Tracking, r
         trials += len(report.trials)
     costed("trials", lambda: select_best(root, backend, plan), part="select")
     costed("final_fit", lambda: final_fit(plan))
+    costed("final_fit", lambda: fit_baseline(plan), part="baseline")
     decision: dict[str, Any] = costed("evaluate", lambda: evaluate_run(tracking, plan))
     costed("promote", lambda: promote_run(tracking, plan))
     outcome = DayOutcome(served, plan.mode, plan.mode_reason, decision["verdict"], decision["reason"], trials,

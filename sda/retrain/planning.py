@@ -54,6 +54,7 @@ class RunRequest:
     champion_auc: float | None = None
     min_delta: float | None = None  # promotion policy overrides (the DAG's Params)
     bootstrap: bool | None = None
+    baseline: bool | None = None  # train the linear baseline a challenger must beat (None: the policy's, yes)
     mode: str = "auto"  # retraining policy overrides (the DAG's Params)
     decay_tolerance: float | None = None
     trial_sample_rows: int | None = None  # trials of a larger window sample it (None: the advisor's default)
@@ -243,7 +244,8 @@ def _refresh_plan(root: DataRoot, request: RunRequest, tracking: Tracking, polic
 
 def _promotion_overrides(request: RunRequest) -> dict[str, Any]:
     """The promotion policy's fields the run's Params set."""
-    return {k: v for k, v in {"min_delta": request.min_delta, "bootstrap": request.bootstrap}.items() if v is not None}
+    return {k: v for k, v in {"min_delta": request.min_delta, "bootstrap": request.bootstrap,
+                              "baseline": request.baseline}.items() if v is not None}
 
 
 def _saved(root: DataRoot, request: RunRequest, decision: ModeDecision, plan: RunPlan) -> RunPlan:
