@@ -23,8 +23,8 @@ from sda.training_config import TrainingConfig
 log = logging.getLogger(__name__)
 
 BASELINE_MODEL = "logistic"
-# Adagrad at 0.05, one epoch: logistic regression's classic CTR setting (per-id rates, as FTRL's); make
-# bench-baseline measures it against the tuned models.
+# Adagrad at 0.05, one epoch: logistic regression's classic CTR setting (per-id rates, as FTRL's). Not tuned
+# per run on purpose: the baseline is what a team would try first, trained the same way every day.
 BASELINE_OPTIMIZER, BASELINE_LEARNING_RATE = "adagrad", 0.05
 
 
