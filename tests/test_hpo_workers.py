@@ -21,10 +21,13 @@ BUDGET, BANDWIDTH = 6, 2
 
 
 def _run_two_workers(tmp_path: Path, storage: str, kill_first: bool = False) -> list[optuna.trial.FrozenTrial]:
-    day = make_processed_day(tmp_path, rows=60_000 if kill_first else 12_000)
+    # The killed worker's trial must still be training when the kill lands (within a poll of its first
+    # heartbeat, sent before it loads any data): a few seconds of training are plenty. The other worker waits
+    # for the suggestion to be given back (sda.trials.next_suggestion), however short its own trials.
+    day = make_processed_day(tmp_path, rows=24_000 if kill_first else 12_000)
     document = {
         "model": {"name": "dlrm", "embedding_dim": 8, "bottom_mlp": [16, 8], "top_mlp": [16]},
-        "training": {"batch_size": 128, "eval_every": 0.5, "epochs": 3 if kill_first else 1},
+        "training": {"batch_size": 128, "eval_every": 0.5, "epochs": 1},
         "experiment": {"name": "shared", "observation_budget": BUDGET, "parallel_bandwidth": BANDWIDTH,
                        "parameters": [{"name": "learning_rate", "type": "double", "transformation": "log",
                                        "bounds": {"min": 0.001, "max": 0.05}}],
