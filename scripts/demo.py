@@ -112,6 +112,11 @@ def optimize_summary(root: DataRoot, run_id: str) -> list[str]:
     if decision_path.is_file():
         decision = json.loads(decision_path.read_text())
         applied = decision.get("applied") or {}
+        linear = decision.get("baseline")
+        if linear:
+            lines.append(f"linear baseline: AUC {linear['auc']:.4f} on the holdout against the challenger's "
+                         f"{linear['challenger_auc']:.4f}"
+                         + ("; it beats the challenger and is judged instead" if linear["stands_in"] else ""))
         lines.append(f"decision: {decision['verdict']} ({decision['reason']})"
                      + (f"; {applied['registered_model']} version {applied['version']} is the champion"
                         if applied.get("version") else ""))
