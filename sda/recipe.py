@@ -88,9 +88,15 @@ class EarlyStoppingSection(StrictModel):
     min_trials: int = Field(3, ge=1)
 
 
+# The SigOpt conditional by which a search chooses between model families (the recipe's model and model_choices).
+FAMILY_CONDITIONAL = "model"
+
+
 class Recipe(StrictModel):
     data: DataSection | None = None  # the advisor always writes it; a hand-written recipe may leave it out
     model: SerializeAsAny[ModelConfigBase]  # the registered model's own config (its `name` picks it)
+    # Other model families the search may choose between (the experiment's conditional `model`), by name.
+    model_choices: dict[str, SerializeAsAny[ModelConfigBase]] = Field(default_factory=dict)
     training: TrainingConfig = TrainingConfig()
     experiment: Experiment | None = None
     budget: BudgetSection | None = None
@@ -105,6 +111,23 @@ class Recipe(StrictModel):
     def _registered_model(cls, value: Any) -> Any:
         return parse_model_config(value)
 
+    @field_validator("model_choices", mode="before")
+    @classmethod
+    def _registered_choices(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {name: parse_model_config(section if isinstance(section, ModelConfigBase) or "name" in section
+                                         else {**section, "name": name}) for name, section in value.items()}
+
+    def model_for(self, assignments: dict[str, Any]) -> ModelConfigBase:
+        """The model section a suggestion's assignments pick (the conditional `model`, else the recipe's)."""
+        family = assignments.get(FAMILY_CONDITIONAL)
+        if family is None or family == self.model.name:
+            return self.model
+        if family not in self.model_choices:
+            raise ValueError(f"model family {family!r} has no section in model_choices")
+        return self.model_choices[family]
+
     @model_validator(mode="after")
     def _parameters_name_fields(self) -> Recipe:
         if self.experiment is None:
@@ -112,18 +135,32 @@ class Recipe(StrictModel):
                 raise ValueError("queued_suggestions need an experiment section")
             return self
         space = {p.name: p for p in self.experiment.parameters}
+        conditionals = {c.name: c.values for c in self.experiment.conditionals}
+        families = conditionals.get(FAMILY_CONDITIONAL)
+        if families is not None and set(families) != {self.model.name, *self.model_choices}:
+            raise ValueError(f"the conditional {FAMILY_CONDITIONAL!r} must list the model and model_choices: "
+                             f"{sorted({self.model.name, *self.model_choices})}, got {families}")
+        for name, section in self.model_choices.items():
+            if section.name != name:
+                raise ValueError(f"model_choices.{name} is a {section.name!r} model")
         for index, assignments in enumerate(self.queued_suggestions):
             for name, value in assignments.items():
+                if name in conditionals and value in conditionals[name]:
+                    continue
                 if name not in space:
                     raise ValueError(f"queued_suggestions[{index}]: {name!r} is not an experiment parameter")
                 if not space[name].admits(value):
                     raise ValueError(f"queued_suggestions[{index}]: {name}={value!r} lies outside its space")
-        tunable = set(type(self.model).model_fields) | set(TrainingConfig.model_fields)
         for parameter in self.experiment.parameters:
+            # A parameter conditioned on model families is a field of those families' sections.
+            sections = [self.model_for({FAMILY_CONDITIONAL: f})
+                        for f in (parameter.conditions or {}).get(FAMILY_CONDITIONAL, [self.model.name])]
+            model = sections[0]
+            tunable = set(TrainingConfig.model_fields).union(*(type(m).model_fields for m in sections))
             if parameter.name not in tunable:
                 raise ValueError(f"experiment parameter {parameter.name!r} is neither a field of model "
-                                 f"{self.model.name!r} nor of training")
-            if isinstance(getattr(self.model, parameter.name, None), list | tuple):
+                                 f"{model.name!r} nor of training")
+            if isinstance(getattr(model, parameter.name, None), list | tuple):
                 names = [v.name for v in parameter.categorical_values or []]
                 if parameter.type != "categorical" or not all(LAYER_WIDTHS.match(n) for n in names):
                     raise ValueError(f"experiment parameter {parameter.name!r} sets a list of layer widths: make it "

@@ -38,10 +38,12 @@ def check_metrics(recipe: Recipe) -> None:
 
 
 def configs_for(recipe: Recipe, assignments: dict) -> tuple[ModelConfig, TrainingConfig]:
-    """The recipe's model and training sections with a suggestion's assignments applied (and validated)."""
-    model = recipe.model.model_dump()
+    """The recipe's model (the family the assignments choose, when the search chooses one) and training
+    sections with a suggestion's assignments applied (and validated)."""
+    base = recipe.model_for(assignments)
+    model = base.model_dump()
     training = recipe.training.model_dump()
-    model_fields = set(type(recipe.model).model_fields)
+    model_fields = set(type(base).model_fields) - {"name"}
     for name, value in assignments.items():
         if name in model_fields:
             # SigOpt parameters are scalars: a layer list is tuned as categorical values such as "256-128".

@@ -158,3 +158,25 @@ def test_cli_prints_a_recipe(tmp_path, capsys):
     assert recipe.model.name == "dcnv2" and recipe.data.dataset == "criteo"
     assert main(["recipe", "--spec", "shop_clicks", "--stats", str(path), "--model", "dlrm"]) == 2
     assert "categorical columns differ" in capsys.readouterr().err
+
+
+def test_on_small_data_the_search_also_chooses_the_model_family():
+    small = advise(request("dcnv2", 50_000))
+    [family] = small.experiment.conditionals
+    assert family.name == "model" and family.values == ["dcnv2", "logistic"]
+    assert set(small.model_choices) == {"logistic"} and small.model.name == "dcnv2"
+    conditioned = {p.name: p.conditions for p in small.experiment.parameters}
+    assert conditioned["cross_layers"] == {"model": ["dcnv2"]} and conditioned["learning_rate"] is None
+    [point] = small.queued_suggestions
+    assert point["model"] == "dcnv2"  # the model asked for is tried first
+    assert parse_recipe(yaml.safe_load(yaml.safe_dump(small.model_dump(mode="json")))) == small
+    from sda.trials import configs_for
+
+    linear, training = configs_for(small, {"model": "logistic", "learning_rate": 0.01, "batch_size": 512})
+    assert linear.name == "logistic" and training.learning_rate == 0.01 and training.batch_size == 512
+    deep, _ = configs_for(small, {"model": "dcnv2", "cross_layers": 2, "learning_rate": 0.01})
+    assert deep.name == "dcnv2" and deep.cross_layers == 2
+    assert advise(request("dcnv2", 500_000)).experiment.conditionals == []  # Criteo-like and large enough
+    assert advise(request("logistic", 50_000)).experiment.conditionals == []  # already the linear model
+    with pytest.raises(ValueError, match="must list the model and model_choices"):
+        parse_recipe({**small.model_dump(mode="json"), "model_choices": {}})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sda.advisors import knowledge
 from sda.models.registry import model_entry
-from sda.recipe import Recipe, apply_overrides, parse_recipe
+from sda.recipe import FAMILY_CONDITIONAL, Recipe, apply_overrides, parse_recipe
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,20 @@ def advise(request: AdviceRequest) -> Recipe:
         parameters = knowledge.naive_space(tunes_embedding_dim=request.model != "dlrm")
     else:
         parameters = knowledge.narrow_space(learning_rate, batch_size, trial_facts.train_rows) + model_space
+    family = None
+    if not request.naive and knowledge.searches_family(facts, request.model):
+        family = [request.model, knowledge.FAMILY_ALTERNATIVE]
+        # The model's own parameters apply when the search picks it; the shared ones (training) to both.
+        owned = {p["name"] for p in model_space}
+        parameters = [{**p, "conditions": {FAMILY_CONDITIONAL: [request.model]}} if p["name"] in owned else p
+                      for p in parameters]
     apply_overrides(model_section, training, list(request.overrides))
     document = {
         "data": {"dataset": request.dataset, "training_window_days": request.window_days,
                  "stats_digest": request.stats_digest},
         "model": model_section,
+        **({"model_choices": {knowledge.FAMILY_ALTERNATIVE: model_entry(knowledge.FAMILY_ALTERNATIVE).advise(facts)[0]}}
+           if family else {}),
         "training": training,
         "experiment": {
             "name": f"{request.dataset}-{request.model}-{'naive' if request.naive else 'advised'}-"
@@ -85,6 +94,7 @@ def advise(request: AdviceRequest) -> Recipe:
                                          request.max_model_bytes),
             "observation_budget": observations,
             "parallel_bandwidth": bandwidth,
+            **({"conditionals": [{"name": FAMILY_CONDITIONAL, "values": family}]} if family else {}),
         },
         "budget": {"training_seconds": round(budget_seconds, 3),
                    **({"deadline_seconds": round(request.deadline_seconds, 3),
@@ -104,6 +114,8 @@ def advise(request: AdviceRequest) -> Recipe:
 def advised_point(recipe: Recipe) -> dict[str, str | int | float]:
     """The recipe's own model and training values of the parameters it tunes (layer widths as "256-128")."""
     point: dict[str, str | int | float] = {}
+    if any(c.name == FAMILY_CONDITIONAL for c in recipe.experiment.conditionals):
+        point[FAMILY_CONDITIONAL] = recipe.model.name  # the model asked for first; the search may try the other
     for parameter in recipe.experiment.parameters:
         section = recipe.model if parameter.name in type(recipe.model).model_fields else recipe.training
         value = getattr(section, parameter.name)

@@ -77,6 +77,20 @@ def mlp_for(train_rows: int) -> tuple[int, ...]:
 # while a 100M-row window's trial would cost 20 times as much.
 TRIAL_SAMPLE_ROWS = 5_000_000
 
+# On small data, or data unlike Criteo's (few categorical columns), a deep model's edge over a linear one is not
+# a given: the advisor lets the search choose the model family too (SigOpt's conditional `model`), with
+# logistic regression beside the model asked for. 100k training rows is a few hundred rows a day over a
+# quarter; Criteo-style data has 26 categorical columns.
+FAMILY_SEARCH_MAX_ROWS = 100_000
+FAMILY_SEARCH_MIN_CATEGORICAL = 8
+FAMILY_ALTERNATIVE = "logistic"
+
+
+def searches_family(facts: DataFacts, model: str) -> bool:
+    """Whether the search should choose between the model and logistic regression."""
+    return model != FAMILY_ALTERNATIVE and (facts.train_rows <= FAMILY_SEARCH_MAX_ROWS
+                                            or len(facts.vocab_sizes) < FAMILY_SEARCH_MIN_CATEGORICAL)
+
 MIN_STEPS_PER_EPOCH = 100
 # Adam's learning rate for an epoch of few steps (see learning_rate_for), fitted on the calibration data.
 SHORT_EPOCH_RATE = 0.06

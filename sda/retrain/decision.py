@@ -14,7 +14,7 @@ from typing import Any
 from recdp.storage import run_key, write_json_atomic
 from sda.policy import PromotionPolicy
 from sda.promote import Candidate, Challenger, ChampionChanged, Decision, Registry, evaluate, lineage_tags, promote
-from sda.recipe import load_recipe
+from sda.recipe import FAMILY_CONDITIONAL, load_recipe
 from sda.retrain.baseline import baseline_folder
 from sda.retrain.holdout import choose_holdout
 from sda.retrain.planning import RunPlan
@@ -30,7 +30,7 @@ def _challenger(plan: RunPlan, best: dict[str, Any]) -> Challenger:
     stats = json.loads((Path(plan.day_dirs[-1]) / "stats.json").read_text())
     recipe_bytes = Path(plan.recipe_path).read_bytes()
     lineage = lineage_tags({
-        "dataset": plan.dataset, "day": plan.day, "model": plan.model, "run_id": plan.run_id,
+        "dataset": plan.dataset, "day": plan.day, "model": _model_name(plan, chosen), "run_id": plan.run_id,
         "training_window": ",".join(Path(d).name.removeprefix("day=") for d in plan.day_dirs),
         "vocab_version": stats.get("vocab_version"), "recipe_sha256": hashlib.sha256(recipe_bytes).hexdigest(),
         "optimizer_experiment": plan.experiment if plan.searches else None, "trial": chosen["suggestion"],
@@ -60,6 +60,17 @@ def _baseline(plan: RunPlan) -> Challenger | None:
     })
     return Challenger(Path(result["model_path"]), plan.day, f"linear baseline ({result['model']})",
                       result.get("training_seconds"), int(result["metrics"].get("model_bytes", 0)) or None, lineage)
+
+
+def _model_name(plan: RunPlan, chosen: dict[str, Any]) -> str:
+    """The model the challenger is: the family its search chose, the refreshed champion's, else the run's."""
+    family = (chosen.get("assignments") or {}).get(FAMILY_CONDITIONAL)
+    if family:
+        return str(family)
+    tags_path = Path(plan.run_dir) / "champion" / "tags.json"
+    if chosen.get("refresh_of") and tags_path.is_file():
+        return json.loads(tags_path.read_text()).get("recsys.model", plan.model)
+    return plan.model
 
 
 def _days_learned(plan: RunPlan, chosen: dict[str, Any]) -> int | None:
