@@ -34,7 +34,7 @@ def add_ai_routes(app: FastAPI, runs: AIExperiments, guard: list, clean: Callabl
                 "scope": "all_endpoints", "experiment": None, "training_run": None, "expires": None}
 
     @app.post("/v1/clients/{client}/projects", dependencies=guard)
-    def create_project(client: str, request: Request, body: JsonBody) -> dict:
+    def create_project(client: str, body: JsonBody) -> dict:
         return runs.project_json(runs.create_project(client, clean(body)))
 
     @app.get("/v1/clients/{client}/projects/{project}", dependencies=guard)

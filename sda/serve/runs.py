@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import optuna
@@ -135,7 +136,7 @@ class AIExperiments:
         except ValidationError as error:
             raise RunsError(400, f"invalid aiexperiment: {error.errors()[0]['msg']} "
                                  f"({'.'.join(str(p) for p in error.errors()[0]['loc'])})") from None
-        key = f"sigopt-ai-{project}-{int(time.time() * 1e6)}"
+        key = f"sigopt-ai-{uuid.uuid4().hex}"  # SigOpt names may repeat
         self.backend.create(experiment, key=key)
         study_id = self.storage.get_study_id_from_name(key)
         self.storage.set_study_user_attr(study_id, AI_ATTR, {"project": project, "client": client,
