@@ -128,7 +128,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
-    assert set(states.values()) == {"success"} and len(states) == 13, states
+    assert set(states.values()) == {"success"} and len(states) == 14, states
     served = json.loads(data_root.served("criteo", DAY).read_text())
     assert served["served_auc"] is None and served["reason"] == "no champion yet"
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
@@ -178,8 +178,12 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert decision["holdout"]["day"] == DAY.isoformat() and decision["holdout"]["split"] == "test"
     champion = client.get_model_version_by_alias("recsys_criteo", "champion")
     assert str(champion.version) == decision["applied"]["version"] and champion.tags["recsys.day"] == DAY.isoformat()
-    assert {"recsys.vocab_version", "recsys.recipe_sha256", "recsys.optimizer_experiment", "recsys.trial",
-            "recsys.metric.auc", "recsys.training_window"} <= set(champion.tags)
+    # The run's linear baseline was scored on the same holdout; it stands in only for a challenger it beats.
+    linear = decision["baseline"]
+    assert states["baseline"] == "success" and linear["stands_in"] == (linear["auc"] > linear["challenger_auc"])
+    lineage = ({"recsys.baseline"} if linear["stands_in"]
+               else {"recsys.recipe_sha256", "recsys.optimizer_experiment", "recsys.trial"})
+    assert lineage | {"recsys.vocab_version", "recsys.metric.auc", "recsys.training_window"} <= set(champion.tags)
 
     # Day 2: the challenger is compared with day 1's champion on day 2's holdout; decision.json says why.
     next_day = DAY + dt.timedelta(days=1)
