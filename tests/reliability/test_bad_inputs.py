@@ -299,7 +299,7 @@ def test_bad_day_writes_nothing(criteo, data_root, ledger):
 
 RECIPE_CASES = [
     ("unknown model", "model.name", "resnet",
-     "model: Input tag 'resnet' found using 'name' does not match any of the expected tags"),
+     "model: unknown model 'resnet'; choose one of"),
     ("negative budget", "budget", {"training_seconds": -5}, "budget.training_seconds: Input should be greater than 0"),
     ("negative observation budget", "experiment.observation_budget", -3,
      "experiment.observation_budget: Input should be greater than or equal to 1"),
@@ -352,7 +352,7 @@ ADVISOR_STATS = {
 
 
 @pytest.mark.parametrize("name, fields, message", [
-    ("unknown model", {"model": "resnet"}, "no advisor for model 'resnet'; choose one of"),
+    ("unknown model", {"model": "resnet"}, "unknown model 'resnet'; choose one of"),
     ("negative budget", {"model": "dlrm", "budget_seconds": -5.0}, "the compute budget must be positive"),
     ("zero observations", {"model": "dlrm", "max_observations": 0}, "max_observations must be at least 1"),
 ])
