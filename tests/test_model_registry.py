@@ -78,11 +78,12 @@ TRIAL_SCRIPT = textwrap.dedent('''
     recipe = advise(AdviceRequest.from_stats_file(day / "stats.json", dataset="clicks", model="fm",
                                                   budget_seconds=60, workers=1, max_observations=2))
     backend = LocalBackend(f"sqlite:///{store}", seed=0)
-    backend.create(recipe.experiment)
+    backend.create(recipe.experiment, warm_start=recipe.queued_suggestions)  # the advised point first: model fm
     suggestion = backend.suggest(recipe.experiment.name)
     outcome = run_trial(backend, recipe.experiment.name, recipe, [day], suggestion, model_dir=models)
     print("RESULT " + json.dumps({
         "names": list(model_names()), "space": [p.name for p in recipe.experiment.parameters],
+        "family": suggestion.assignments.get("model"),
         "status": outcome.result.status, "reason": outcome.result.reason,
         "auc": outcome.result.metrics.get("auc"), "loss_calls": outcome.result.model.loss_calls,
         "saved": outcome.model_path is not None and outcome.model_path.is_file(),
@@ -109,7 +110,7 @@ def test_a_model_file_outside_the_package_joins_and_runs_a_trial_with_its_own_lo
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert "fm" in out["names"] and "factors" in out["space"]  # its advisor part is in the search
-    assert out["status"] == "ok", out["reason"]
+    assert out["family"] == "fm" and out["status"] == "ok", out["reason"]
     assert out["loss_calls"] > 0 and out["auc"] > 0.6 and out["saved"]
     assert out["observed"] and out["observed"][0]["auc"] == pytest.approx(out["auc"])
     assert "states no samples_per_second" in done.stderr  # the safe default, said once

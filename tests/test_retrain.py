@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from recdp.storage import DataRoot, run_key
 from sda.hpo import LocalBackend
+from sda.hpo.local import fitting_assignments
 from sda.promote import Registry
 from sda.recipe import load_recipe
 from sda.retrain import (
@@ -217,8 +218,12 @@ def test_the_next_day_warm_starts_from_the_previous_best(root, backend, tracking
     for _ in range(len(front)):  # bandwidth 1: observe each before the next
         seeded.append(backend.suggest(second.experiment))
         backend.observe(second.experiment, seeded[-1].id, failed=True, reason="not trained in this test")
-    assert {json.dumps(s.assignments, sort_keys=True) for s in seeded} == front
-    assert chosen["assignments"] in [s.assignments for s in seeded]
+    # Each of the previous day's best, as far as it fits the new day's space (a larger window admits larger
+    # batches only); what does not fit is left to the sampler.
+    space = load_recipe(Path(second.recipe_path)).experiment
+    for previous in [json.loads(f) for f in front] + [chosen["assignments"]]:
+        fitting = fitting_assignments(space, previous)
+        assert len(fitting) >= len(previous) - 1 and any(fitting.items() <= s.assignments.items() for s in seeded)
 
 
 def _whole_run(root, backend, tracking, day: dt.date) -> RunPlan:
@@ -296,7 +301,8 @@ def test_a_healthy_champion_skips_training_and_a_rerun_changes_nothing(root, bac
     _next_day_with_holdout(root, following)
     served = monitor_day(root, tracking, "clicks", following.isoformat())
     assert served.served_auc is not None and served.champion_version == version
-    plan = plan_run(root, request(following, decay_tolerance=0.5))  # a tolerant policy: the champion is healthy
+    # A tolerant policy: the champion is healthy (and learned from as many days as a 1-day window holds).
+    plan = plan_run(root, request(following, decay_tolerance=0.5, window_days=1))
     assert (plan.mode, plan.searches, plan.recipe_path) == ("skip", False, "") and "healthy" in plan.mode_reason
     assert open_experiment(root, backend, tracking, plan) == []
     best = select_best(root, backend, plan)
@@ -307,7 +313,8 @@ def test_a_healthy_champion_skips_training_and_a_rerun_changes_nothing(root, bac
     assert Registry(tracking, "clicks").champion().version == version
     recorded = json.loads((root.experiments() / "_modes" / "clicks" / "dlrm" / f"{following}.json").read_text())
     assert recorded["mode"] == "skip" and recorded["run_id"] == plan.run_id
-    assert plan_run(root, request(following, decay_tolerance=0.5)) == plan  # a rerun: the same plan, no training
+    # A rerun: the same plan, no training.
+    assert plan_run(root, request(following, decay_tolerance=0.5, window_days=1)) == plan
 
 
 def test_a_search_gets_a_share_of_the_budget_and_a_full_search_starts_cold(root, backend, tracking):
@@ -331,7 +338,9 @@ def test_a_search_gets_a_share_of_the_budget_and_a_full_search_starts_cold(root,
     assert recipe.retrain.mode == "auto" and recipe.experiment.observation_budget == 3
     open_experiment(root, backend, tracking, searched)
     front = [o.assignments for o in backend.best_assignments(first.experiment)]
-    assert backend.suggest(searched.experiment).assignments in front  # warm: the previous best first
+    space = load_recipe(Path(searched.recipe_path)).experiment
+    warm = backend.suggest(searched.experiment).assignments  # warm: the previous best first, as far as it fits
+    assert any(fitting_assignments(space, a).items() <= warm.items() for a in front)
 
     cold = plan_run(root, request(following, run_id="manual__cold", mode="full", max_trials=3))
     assert cold.mode == "full" and cold.observation_budget == 3
