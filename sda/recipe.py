@@ -116,8 +116,9 @@ class Recipe(StrictModel):
     def _registered_choices(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        return {name: parse_model_config(section if isinstance(section, ModelConfigBase) or "name" in section
-                                         else {**section, "name": name}) for name, section in value.items()}
+        # A section may leave out its name (the key says it); anything but a mapping is pydantic's to refuse.
+        return {name: parse_model_config({"name": name, **section}) if isinstance(section, dict) else section
+                for name, section in value.items()}
 
     def model_for(self, assignments: dict[str, Any]) -> ModelConfigBase:
         """The model section a suggestion's assignments pick (the conditional `model`, else the recipe's)."""
@@ -153,8 +154,11 @@ class Recipe(StrictModel):
                     raise ValueError(f"queued_suggestions[{index}]: {name}={value!r} lies outside its space")
         for parameter in self.experiment.parameters:
             # A parameter conditioned on model families is a field of those families' sections.
-            sections = [self.model_for({FAMILY_CONDITIONAL: f})
-                        for f in (parameter.conditions or {}).get(FAMILY_CONDITIONAL, [self.model.name])]
+            families = (parameter.conditions or {}).get(FAMILY_CONDITIONAL, [self.model.name])
+            if not families:
+                raise ValueError(f"experiment parameter {parameter.name!r}: its condition on "
+                                 f"{FAMILY_CONDITIONAL!r} lists no family")
+            sections = [self.model_for({FAMILY_CONDITIONAL: f}) for f in families]
             model = sections[0]
             tunable = set(TrainingConfig.model_fields).union(*(type(m).model_fields for m in sections))
             if parameter.name not in tunable:
