@@ -62,3 +62,11 @@ class SigOptServer:
         from sigopt import Connection
 
         return Connection(client_token=self.token, api_url=self.url)
+
+
+def sqlite_server(tmp_path_factory, name: str):
+    """A module fixture's body: `sda serve` on a new SQLite store, stopped after the module's tests."""
+    folder = tmp_path_factory.mktemp(name)
+    running = SigOptServer(f"sqlite:///{folder / 'optimizer.db'}").start(folder)
+    yield running
+    running.stop()

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from tests.sigopt_server import SigOptServer
+from tests.sigopt_server import sqlite_server
 from tests.test_sigopt_api import METRICS, PARAMETERS
 
 CLIENT_SCRIPT = textwrap.dedent("""
@@ -81,10 +81,7 @@ CLIENT_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sigopt-ai")
-    running = SigOptServer(f"sqlite:///{folder / 'optimizer.db'}").start(folder)
-    yield running
-    running.stop()
+    yield from sqlite_server(tmp_path_factory, "sigopt-ai")
 
 
 @pytest.fixture(scope="module")
