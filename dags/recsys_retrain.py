@@ -1,4 +1,5 @@
-"""recsys_retrain: one run retrains the CTR model on one day partition.
+"""recsys_retrain__<dataset>: one DAG per dataset spec in include/datasets/ (or $RECSYS_DATASETS_DIR); one
+run retrains the dataset's CTR model on one day partition.
 
 partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-submit)
     -> monitor (the champion's served AUC on the new day) -> plan (advised recipe) -> create_experiment
@@ -7,10 +8,13 @@ partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-sub
     -> select_best -> final_fit (when trials sampled the window) and baseline (logistic regression) -> evaluate
     (challenger vs baseline vs champion, same holdout) -> promote (registry alias switch)
 
-The run's partition is its data interval's start day, or the `day` Param of a UI trigger. Unpausing the DAG
-retrains the latest day only (catchup off, as in Airflow 3's default); history is retrained on purpose with
-`airflow backfill create`. RECSYS_START_DATE and RECSYS_CATCHUP change that. This file only wires tasks; the
-work lives in recdp/ and sda/.
+The spec's `retrain:` section sets each DAG's schedule, start date, catchup, timeout and the defaults of its
+Params (recdp.spec.RetrainSettings). The run's partition is its data interval's start day, or the `day` Param
+of a UI trigger. Unpausing a DAG retrains the latest day only (catchup off, as in Airflow 3's default); history
+is retrained on purpose with `airflow backfill create`. RECSYS_START_DATE and RECSYS_CATCHUP override every
+spec's start date and catchup (one deployment-wide switch). A spec that cannot be loaded breaks its own DAG
+alone: it shows as this file's import error, naming the spec file and the field, and the others load. This
+file only wires tasks; the work lives in recdp/ and sda/.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+from airflow.exceptions import AirflowTimetableInvalid
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import DAG, Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.timetables.base import Timetable
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingError, partition_files
-from recdp.spec import available_specs, load_spec, spec_path
-from recdp.storage import DataRoot, parse_day
+from recdp.spec import DatasetSpec, load_spec, load_specs, spec_path
+from recdp.storage import DataRoot, parse_day, qualified_run
 from sda.models import model_names  # configs and registry only: torch is imported by the tasks, not at parse time
 from sda.policy import MODES
 
@@ -42,9 +48,10 @@ SPARK_PROPERTIES = PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"
 # Trial slots of one run that may train at once (Airflow task instances); the advisor caps parallel_bandwidth,
 # the number of slots a run maps, to it.
 TRIAL_WORKERS = int(os.environ.get("RECSYS_TRIAL_WORKERS", "2"))
-# The first day the schedule covers, and whether unpausing runs every day since (catchup) or the latest only.
-START_DATE = pendulum.parse(os.environ.get("RECSYS_START_DATE", "2026-01-01"), tz="UTC")
-CATCHUP = os.environ.get("RECSYS_CATCHUP", "false").strip().lower() in ("1", "true", "yes")
+# Deployment-wide overrides of every spec's start date and catchup (retrain.start_date, retrain.catchup).
+START_DATE_OVERRIDE = os.environ.get("RECSYS_START_DATE", "").strip() or None
+CATCHUP_OVERRIDE = os.environ.get("RECSYS_CATCHUP", "").strip().lower() or None
+DAG_ID_PREFIX = "recsys_retrain__"
 
 
 def _costed(stage: str, part: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -67,7 +74,7 @@ def _costed(stage: str, part: str | None = None) -> Callable[[Callable[..., Any]
             finally:
                 context, slot = get_current_context(), arguments.get("slot")
                 try:
-                    record_cost(DataRoot.from_env(), about["dataset"], about["day"], context["run_id"],
+                    record_cost(DataRoot.from_env(), about["dataset"], about["day"], _run_name(context),
                                 meter.cost(stage), part=part if slot is None else f"slot-{slot}",
                                 attempt=context["ti"].try_number)
                 except OSError as error:  # the record is the cost's, not the task's: the task's outcome stands
@@ -85,10 +92,15 @@ class PartitionNotReady(Exception):
     """The day's partition has not arrived yet; the task retries."""
 
 
-def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> dict[str, str]:
+def _run_name(context) -> str:
+    """This run's name in every path and record: the DAG's id and the run's id, as two DAGs' runs share ids."""
+    return qualified_run(context["dag"].dag_id, context["run_id"])
+
+
+def _run_target(dataset: str, params: dict, data_interval_start: pendulum.DateTime | None) -> dict[str, str]:
     """Dataset and day of this run: the `day` Param when given (UI trigger), else the data interval."""
-    dataset = params["dataset"]
-    load_spec(dataset)  # fails with a clear message for an unknown dataset
+    if params.get("dataset", dataset) != dataset:
+        raise AirflowFailException(f"this DAG retrains {dataset}, not {params['dataset']}")
     if params.get("day"):
         day = parse_day(params["day"])
     elif data_interval_start is not None:
@@ -98,33 +110,90 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
     return {"dataset": dataset, "day": day.isoformat()}
 
 
-@dag(
-    dag_id="recsys_retrain",
-    description="Validate, preprocess and retrain a CTR model on one day partition",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=START_DATE,
-    catchup=CATCHUP,
-    max_active_runs=int(os.environ.get("RECSYS_MAX_ACTIVE_RUNS", "1")),
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
-    dagrun_timeout=timedelta(hours=12),
-    tags=["recsys", "retraining"],
-    params={
-        "dataset": Param("criteo", type="string", enum=available_specs(),
-                         description="dataset spec in include/datasets/"),
+class InvalidSpecs(Timetable):
+    """The schedule of the DAG that stands for the spec files that cannot be loaded: validating it, which
+    Airflow does when it bags the DAG, raises their errors, so that they show as this file's import error
+    while every valid spec's DAG loads."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+
+    def validate(self) -> None:
+        raise AirflowTimetableInvalid("dataset specs that cannot be scheduled, their DAGs not loaded: " + "; ".join(
+            f"{path}: {error}" for path, error in sorted(self.errors.items())))
+
+
+def _schedule(spec: DatasetSpec) -> CronDataIntervalTimetable | None:
+    cron = spec.retrain.schedule
+    return None if cron is None else CronDataIntervalTimetable(cron, timezone="UTC")
+
+
+def _start_date(spec: DatasetSpec) -> pendulum.DateTime:
+    if START_DATE_OVERRIDE is not None:
+        return pendulum.parse(START_DATE_OVERRIDE, tz="UTC")
+    day = spec.retrain.start_date
+    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
+
+
+def _catchup(spec: DatasetSpec) -> bool:
+    return spec.retrain.catchup if CATCHUP_OVERRIDE is None else CATCHUP_OVERRIDE in ("1", "true", "yes")
+
+
+def check_retrain_settings(spec: DatasetSpec) -> None:
+    """What the spec alone cannot check: the model is registered and the cron parses."""
+    if spec.retrain.model not in model_names():
+        raise ValueError(f"retrain.model: {spec.retrain.model!r} is not a registered model "
+                         f"(known: {', '.join(model_names())})")
+    schedule = _schedule(spec)
+    if schedule is not None:
+        try:
+            schedule.validate()
+        except AirflowTimetableInvalid as error:
+            raise ValueError(f"retrain.schedule: {error}") from error
+
+
+def retrain_dag(spec: DatasetSpec) -> DAG:
+    """The retraining DAG of one dataset spec."""
+    settings = spec.retrain
+
+    @dag(
+        dag_id=f"{DAG_ID_PREFIX}{spec.name}",
+        description=f"Validate, preprocess and retrain the CTR model of {spec.name} on one day partition",
+        schedule=_schedule(spec),
+        start_date=_start_date(spec),
+        catchup=_catchup(spec),
+        max_active_runs=int(os.environ.get("RECSYS_MAX_ACTIVE_RUNS", settings.max_active_runs)),
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
+        dagrun_timeout=timedelta(hours=settings.timeout_hours),
+        tags=["recsys", "retraining", spec.name],
+        params=_params(spec),
+        render_template_as_native_obj=False,
+    )
+    def recsys_retrain():
+        _wire_tasks(spec.name)
+
+    return recsys_retrain()
+
+
+def _params(spec: DatasetSpec) -> dict[str, Param]:
+    settings = spec.retrain
+    return {
+        "dataset": Param(spec.name, type="string", enum=[spec.name],
+                         description="this DAG's dataset (one DAG per spec in include/datasets/)"),
         "day": Param(None, type=["null", "string"], format="date", pattern=r"^\d{4}-\d{2}-\d{2}$",
                      description="partition day (YYYY-MM-DD); empty: the run's data interval"),
-        "training_window_days": Param(3, type="integer", minimum=1, maximum=90,
+        "training_window_days": Param(settings.training_window_days, type="integer", minimum=1, maximum=90,
                                       description="processed partitions (ending at the day) to train on"),
         "dry_run": Param(False, type="boolean",
                          description="validate only: write the validation report, change nothing downstream"),
         "accept_drift": Param(None, type=["null", "string"], minLength=3, maxLength=500,
                               description="accept the day if it fails on drift alone (beyond the spec's hard "
                                           "limits), for this reason; it becomes the drift baseline"),
-        "model": Param("dlrm", type="string", enum=list(model_names()),
+        "model": Param(settings.model, type="string", enum=list(model_names()),
                        description="the model to retrain (sda.models.registry: built-in or from RECSYS_MODEL_PATHS)"),
-        "budget_seconds": Param(1800, type="number", exclusiveMinimum=0, maximum=7 * 24 * 3600,
+        "budget_seconds": Param(settings.budget_seconds, type="number", exclusiveMinimum=0, maximum=7 * 24 * 3600,
                                 description="training seconds the whole experiment may spend"),
-        "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=200,
+        "max_trials": Param(settings.max_trials, type=["null", "integer"], minimum=1, maximum=200,
                             description="a cap on the advised observation budget; empty: the advisor's"),
         "mode": Param("auto", type="string", enum=list(MODES),
                       description="how much to retrain: auto (from the champion's served AUC and the drift), "
@@ -146,14 +215,14 @@ def _run_target(params: dict, data_interval_start: pendulum.DateTime | None) -> 
         "optimizer_backend": Param(None, type=["null", "string"], enum=[None, "local", "sigopt"],
                                    description="local (Optuna, offline) or sigopt (the SigOpt API of the "
                                                "sigopt_default connection); empty: $SDA_OPTIMIZER_BACKEND or local"),
-    },
-    render_template_as_native_obj=False,
-)
-def recsys_retrain():
+    }
+
+
+def _wire_tasks(dataset: str) -> None:
     @task(retries=6, retry_delay=timedelta(minutes=30))
     def partition_ready() -> dict[str, str]:
         context = get_current_context()
-        target = _run_target(context["params"], context.get("data_interval_start"))
+        target = _run_target(dataset, context["params"], context.get("data_interval_start"))
         spec = load_spec(target["dataset"])
         try:
             files = partition_files(spec, DataRoot.from_env().raw(spec.name, target["day"]))
@@ -174,7 +243,7 @@ def recsys_retrain():
         reason = context["params"].get("accept_drift")
         try:
             report = validate_partition(load_spec(target["dataset"]), DataRoot.from_env(), target["day"],
-                                        accept_reason=reason, accepted_by=f"accept_drift Param of {context['run_id']}")
+                                        accept_reason=reason, accepted_by=f"accept_drift Param of {_run_name(context)}")
         except ValidationFailed as failure:
             hint = (" It failed on drift alone: trigger the day again with the accept_drift Param (a reason) to "
                     "accept it as the new baseline." if failure.report.drift_only else "")
@@ -215,7 +284,7 @@ def recsys_retrain():
             "--dataset", _shipped("spec"),
             "--day", "{{ ti.xcom_pull(task_ids='partition_ready')['day'] }}",
             "--data", _shipped("data"),
-            "--cost-run", "{{ run_id }}", "--cost-attempt", "{{ ti.try_number }}",
+            "--cost-run", "{{ dag.dag_id }}/{{ run_id }}", "--cost-attempt", "{{ ti.try_number }}",
         ],
         retries=1,
     )
@@ -240,7 +309,7 @@ def recsys_retrain():
         params = context["params"]
         root = DataRoot.from_env()
         tracking = _tracking(root)
-        request = RunRequest(dataset=target["dataset"], day=target["day"], run_id=context["run_id"],
+        request = RunRequest(dataset=target["dataset"], day=target["day"], run_id=_run_name(context),
                              model=params["model"], window_days=params["training_window_days"],
                              budget_seconds=float(params["budget_seconds"]), max_trials=params["max_trials"],
                              workers=TRIAL_WORKERS, min_delta=float(params["min_delta"]),
@@ -386,4 +455,20 @@ def _tracking(root: DataRoot):
     return Tracking.from_env(root.mlflow())
 
 
-recsys_retrain()
+def _build_all() -> None:
+    loaded, invalid = load_specs()
+    for spec in loaded:
+        try:
+            check_retrain_settings(spec)
+        except ValueError as error:
+            invalid[str(spec_path(spec.name))] = str(error)
+            continue
+        retrain_dag(spec)
+    if invalid:
+        with DAG(dag_id=f"{DAG_ID_PREFIX}invalid_specs", schedule=InvalidSpecs(invalid),
+                 start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+                 description="stands for the dataset specs that cannot be loaded"):
+            pass  # registered on leaving the block; Airflow refuses it when it validates the schedule
+
+
+_build_all()

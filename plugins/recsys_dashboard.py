@@ -18,7 +18,7 @@ from urllib.parse import quote
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-DAG_ID = "recsys_retrain"
+DAG_ID_PREFIX = "recsys_retrain__"  # one retraining DAG per dataset spec
 PREFIX = "/recsys"
 
 
@@ -51,7 +51,7 @@ class DataDocsLink(BaseOperatorLink):
     name = "Data Docs"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if ti_key.dag_id != DAG_ID or ti_key.task_id != "validate":
+        if not ti_key.dag_id.startswith(DAG_ID_PREFIX) or ti_key.task_id != "validate":
             return ""
         target = _xcom(ti_key, "partition_ready")
         if not isinstance(target, dict):
@@ -63,7 +63,8 @@ class MlflowLink(BaseOperatorLink):
     name = "MLflow"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if ti_key.dag_id != DAG_ID or ti_key.task_id not in ("run_trials", "select_best", "evaluate", "promote"):
+        trial_tasks = ("run_trials", "select_best", "evaluate", "promote")
+        if not ti_key.dag_id.startswith(DAG_ID_PREFIX) or ti_key.task_id not in trial_tasks:
             return ""
         ui = os.environ.get("RECSYS_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
         if ti_key.task_id == "run_trials":
@@ -74,7 +75,7 @@ class MlflowLink(BaseOperatorLink):
         plan = _xcom(ti_key, "plan")
         if not isinstance(plan, dict):
             return ""
-        name = f"recsys_retrain/{plan['dataset']}/{ti_key.run_id}"
+        name = f"recsys_retrain/{plan['dataset']}/{plan['run_id']}"
         return f"{ui}/#/experiments?searchFilter={quote(name)}"
 
 

@@ -6,15 +6,23 @@ hard-coded list, so a second dataset is a second YAML file in include/datasets/.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 DEFAULT_SPEC_DIR = Path(__file__).resolve().parent.parent / "include" / "datasets"
+# A deployment keeps its specs elsewhere with RECSYS_DATASETS_DIR (every DAG and task reads the same folder).
+DATASETS_DIR_ENV = "RECSYS_DATASETS_DIR"
+# Five cron fields, or one of the presets Airflow's cron timetables accept.
+_CRON_FIELD = r"[0-9A-Za-z*/,?#L-]+"
+CRON_PATTERN = re.compile(rf"^(@(hourly|daily|weekly|monthly|quarterly|yearly|annually|midnight)|"
+                          rf"{_CRON_FIELD}( {_CRON_FIELD}){{4}})$")
 
 
 class SpecError(ValueError):
@@ -130,6 +138,38 @@ class PreprocessRules(_Strict):
     split_seed: int = 42
 
 
+class RetrainSettings(_Strict):
+    """How the dataset's own DAG, `recsys_retrain__<name>`, retrains it. A trigger's Params override the
+    per-run values (model, window, budget, trials) for that run.
+
+    - schedule: cron of the daily run (its data interval's start day is the partition), default
+      "0 0 * * *"; null: no schedule, only triggers and backfills.
+    - start_date: the first day the schedule covers (default 2026-01-01); catchup: whether unpausing runs
+      every day since (default false: the latest day only; backfills retrain history on purpose).
+    - model (default dlrm), training_window_days (3), budget_seconds (1800), max_trials (null: the
+      advisor's): the defaults of the Params of the same names.
+    - max_active_runs (1) and timeout_hours (12, the runs' dagrun_timeout, which advice sizes the search
+      and the final fit to).
+    """
+
+    schedule: str | None = "0 0 * * *"
+    start_date: dt.date = dt.date(2026, 1, 1)
+    catchup: bool = False
+    model: str = Field("dlrm", pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    training_window_days: int = Field(3, ge=1, le=90)
+    budget_seconds: float = Field(1800, gt=0, le=7 * 24 * 3600)
+    max_trials: int | None = Field(None, ge=1, le=200)
+    max_active_runs: int = Field(1, ge=1, le=32)
+    timeout_hours: float = Field(12, gt=0, le=7 * 24)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not CRON_PATTERN.match(value.strip()):
+            raise ValueError(f"schedule {value!r} is neither five cron fields nor a preset such as @daily")
+        return value.strip() if value is not None else None
+
+
 class DatasetSpec(_Strict):
     name: str
     description: str = ""
@@ -143,6 +183,7 @@ class DatasetSpec(_Strict):
     validation: ValidationRules = ValidationRules()
     drift: DriftRules = DriftRules()
     preprocess: PreprocessRules = PreprocessRules()
+    retrain: RetrainSettings = RetrainSettings()
 
     @field_validator("name")
     @classmethod
@@ -174,8 +215,15 @@ class DatasetSpec(_Strict):
         return self.validation.min_non_null_overrides.get(column, self.validation.min_non_null_fraction)
 
 
-def spec_path(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> Path:
-    """The YAML file of a spec given by dataset name (from spec_dir) or by path."""
+def datasets_dir() -> Path:
+    """The folder of dataset specs: $RECSYS_DATASETS_DIR, else include/datasets/ of this project."""
+    configured = os.environ.get(DATASETS_DIR_ENV, "").strip()
+    return Path(configured).expanduser().resolve() if configured else DEFAULT_SPEC_DIR
+
+
+def spec_path(name_or_path: str | Path, spec_dir: Path | None = None) -> Path:
+    """The YAML file of a spec given by dataset name (from spec_dir, default datasets_dir()) or by path."""
+    spec_dir = spec_dir if spec_dir is not None else datasets_dir()
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         if not NAME_PATTERN.match(str(name_or_path)):
@@ -184,17 +232,41 @@ def spec_path(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> Pa
     return path
 
 
-def load_spec(name_or_path: str | Path, spec_dir: Path = DEFAULT_SPEC_DIR) -> DatasetSpec:
+def load_spec(name_or_path: str | Path, spec_dir: Path | None = None) -> DatasetSpec:
     """Load a spec by dataset name (from spec_dir) or by a path to its YAML file."""
     path = spec_path(name_or_path, spec_dir)
     if not path.is_file():
         raise SpecError(f"no dataset spec at {path}")
     try:
-        document = yaml.safe_load(path.read_text())
-        return DatasetSpec.model_validate(document)
+        spec = DatasetSpec.model_validate(yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, ValueError) as exc:
         raise SpecError(f"invalid dataset spec {path}: {exc}") from exc
+    if Path(name_or_path).suffix not in (".yaml", ".yml") and spec.name != path.stem:
+        raise SpecError(f"invalid dataset spec {path}: name {spec.name!r} is not the file's name {path.stem!r}")
+    return spec
 
 
-def available_specs(spec_dir: Path = DEFAULT_SPEC_DIR) -> list[str]:
-    return sorted(p.stem for p in spec_dir.glob("*.yaml"))
+def load_specs(spec_dir: Path | None = None) -> tuple[list[DatasetSpec], dict[str, str]]:
+    """Every spec of the folder that loads, and for each one that does not, its file and the error (which
+    names the field): one bad file never hides the others."""
+    loaded: list[DatasetSpec] = []
+    invalid: dict[str, str] = {}
+    for path in spec_files(spec_dir):
+        try:
+            loaded.append(load_spec(path.stem, path.parent))
+        except SpecError as error:
+            cause = error.__cause__
+            invalid[str(path)] = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}"
+                                            for e in cause.errors())
+                                  if isinstance(cause, ValidationError)
+                                  else str(error).removeprefix(f"invalid dataset spec {path}: "))
+    return loaded, invalid
+
+
+def available_specs(spec_dir: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in spec_files(spec_dir))
+
+
+def spec_files(spec_dir: Path | None = None) -> list[Path]:
+    """Every spec file of the folder (default datasets_dir()), by name."""
+    return sorted((spec_dir if spec_dir is not None else datasets_dir()).glob("*.yaml"))

@@ -120,6 +120,12 @@ class DataRoot:
         return json.loads(path.read_text()) if path.is_file() else None
 
 
+def qualified_run(dag_id: str, run_id: str) -> str:
+    """A DAG run's name in paths and records: run ids are unique within a DAG only (two datasets' DAGs both
+    have scheduled__2026-03-02T00:00:00+00:00), so the name holds the DAG's id too."""
+    return f"{dag_id}/{run_id}"
+
+
 def run_key(run_id: str) -> str:
     """A DAG run id as one safe directory name (run ids hold ':' and '+'; never '/' or '..')."""
     key = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.costs import run_costs  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
-from recdp.storage import DataRoot  # noqa: E402
+from recdp.storage import DataRoot, qualified_run  # noqa: E402
 from scripts.benchdata import ensure_generated  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
@@ -47,7 +47,7 @@ def run_dag(day: dt.date, conf: dict[str, Any]) -> tuple[Any, float, float]:
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.dags["recsys_retrain"]
+    dag = bag.dags["recsys_retrain__criteo"]
     started = time.monotonic()
     run = dag.test(logical_date=pendulum.now("UTC"), run_conf={"day": day.isoformat(), **conf})
     return run, time.monotonic() - started, dag.dagrun_timeout.total_seconds()
@@ -92,8 +92,8 @@ def main() -> None:
     conf = json.loads(args.conf)
     run, wall, timeout_seconds = run_dag(day, conf)
     tasks = task_times(run)
-    costs = run_costs(root, spec.name, day.isoformat(), run.run_id)
-    run_dir = root.experiment_run(run.run_id)
+    costs = run_costs(root, spec.name, day.isoformat(), qualified_run(run.dag_id, run.run_id))
+    run_dir = root.experiment_run(qualified_run(run.dag_id, run.run_id))
     best, decision = _json(run_dir / "best.json"), _json(run_dir / "decision.json")
     recipe_budget = {}
     if (run_dir / "recipe.yaml").is_file():

@@ -23,7 +23,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.costs import run_costs  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
-from recdp.storage import DataRoot, parse_day  # noqa: E402
+from recdp.storage import DataRoot, parse_day, qualified_run  # noqa: E402
 from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 
@@ -44,13 +44,13 @@ def run_dag(dataset: str, day: dt.date, conf: dict) -> tuple[str, dict[str, str]
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.dags["recsys_retrain"]
+    dag = bag.dags[f"recsys_retrain__{dataset}"]  # one DAG per dataset spec
     # A fresh logical date per demo run, so a second `make demo` runs again instead of resuming.
-    run = dag.test(logical_date=pendulum.now("UTC"), run_conf={"dataset": dataset, "day": day.isoformat(), **conf})
+    run = dag.test(logical_date=pendulum.now("UTC"), run_conf={"day": day.isoformat(), **conf})
     states: dict[str, list[str]] = {}
     for ti in sorted(run.get_task_instances(), key=lambda ti: ti.map_index):
         states.setdefault(ti.task_id, []).append(str(ti.state))
-    return run.run_id, {task: ", ".join(values) for task, values in states.items()}
+    return qualified_run(dag.dag_id, run.run_id), {task: ", ".join(values) for task, values in states.items()}
 
 
 def summary(root: DataRoot, dataset: str, day: dt.date, run_id: str, states: dict[str, str], seconds: float) -> str:

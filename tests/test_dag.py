@@ -13,6 +13,7 @@ import pendulum
 import pytest
 import yaml
 
+from recdp.storage import qualified_run
 from tests.conftest import DAY, make_day
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
@@ -24,7 +25,7 @@ def dag():
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    return bag.dags["recsys_retrain"]
+    return bag.dags["recsys_retrain__criteo"]
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +91,29 @@ def test_params_refuse_bad_values(dag, name, value):
 def test_params_accept_a_valid_trigger(dag):
     params = copy.deepcopy(dag.params)
     params["day"] = "2026-03-02"
-    params["dataset"] = "shop_clicks"
+    params["dataset"] = "criteo"
     assert params.validate()["day"] == "2026-03-02"
 
 
+def test_each_dataset_spec_has_its_own_dag_with_its_retrain_settings(dag):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import ParamValidationError
+
+    shop = DagBag(dag_folder=str(DAGS)).dags["recsys_retrain__shop_clicks"]
+    assert dag.params["dataset"] == "criteo" and shop.params["dataset"] == "shop_clicks"
+    with pytest.raises(ParamValidationError, match="dataset"):  # a DAG retrains its own dataset only
+        copy.deepcopy(dag.params)["dataset"] = "shop_clicks"
+    assert shop.params["training_window_days"] == 5 and shop.params["model"] == "wide_deep"  # from its retrain:
+    assert shop.timetable.summary == "30 1 * * *" and dag.timetable.summary == "0 0 * * *"
+    assert shop.dagrun_timeout == dag.dagrun_timeout  # the defaults where a spec sets nothing
+
+
 _RUNS = iter(range(1000))
+
+
+def _name(run) -> str:
+    """The run's name in paths and records (its DAG's id and its own)."""
+    return qualified_run(run.dag_id, run.run_id)
 
 
 def _run(dag, conf: dict):
@@ -136,7 +155,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     slots = sorted(ti.map_index for ti in run.get_task_instances() if ti.task_id == "run_trials")
     assert slots == [0]  # 3 trials, bandwidth 1 (SigOpt's quarter of the budget): one slot runs them all
-    run_dir = data_root.experiment_run(run.run_id)
+    run_dir = data_root.experiment_run(_name(run))
     best = json.loads((run_dir / "best.json").read_text())
     assert best["observations"] == 3 and best["failed"] == 0
     oracle = json.loads((data_root.raw("criteo", DAY) / "_synth.json").read_text())["oracle_auc"]
@@ -153,7 +172,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     backend = LocalBackend(data_root.optimizer_storage())
     assert len(backend.observations(best["experiment"])) == 3
     client = MlflowClient(f"sqlite:///{data_root.mlflow() / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(f"recsys_retrain/criteo/{run.run_id}")
+    experiment = client.get_experiment_by_name(f"recsys_retrain/criteo/{_name(run)}")
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
     assert all("valid_auc" in r.data.metrics and "learning_rate" in r.data.params for r in runs)
@@ -163,11 +182,11 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     # Every stage recorded the CPU it spent; the Spark job's figure counts the JVM and its Python workers.
     from recdp.costs import run_costs
 
-    costs = run_costs(data_root, "criteo", DAY.isoformat(), run.run_id)
+    costs = run_costs(data_root, "criteo", DAY.isoformat(), _name(run))
     assert list(costs) == ["validate", "preprocess", "monitor", "plan", "trials", "final_fit", "evaluate",
                            "promote"], costs
     assert all(costs[stage] > 0 for stage in ("validate", "preprocess", "plan", "trials", "evaluate")), costs
-    spark_cost = json.loads(next((data_root.costs("criteo", DAY, run.run_id)).glob("preprocess.try*.json")).read_text())
+    spark_cost = json.loads(next((data_root.costs("criteo", DAY, _name(run))).glob("preprocess.try*.json")).read_text())
     assert {"driver", "jvm", "python_workers", "executors"} <= set(spark_cost["parts"]), spark_cost
     assert spark_cost["parts"]["jvm"] > spark_cost["parts"]["executors"] > 0  # local mode: tasks run in the JVM
     assert costs["trials"] > costs["plan"]  # three trainings cost more than writing a recipe
@@ -191,7 +210,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     run2, states2 = _run(dag, {"dataset": "criteo", "day": next_day.isoformat(), "max_trials": 3,
                                "budget_seconds": 600, "training_window_days": 2, "mode": "search"})
     assert set(states2.values()) == {"success"}, states2
-    second = json.loads((data_root.experiment_run(run2.run_id) / "decision.json").read_text())
+    second = json.loads((data_root.experiment_run(_name(run2)) / "decision.json").read_text())
     assert second["champion"]["version"] == str(champion.version)
     # Before training, the monitor scored day 1's champion on day 2's test split (its served AUC). The decision
     # scored it on a larger holdout: day 2's 2,000 test rows are below the policy's 10,000, so day 1's join.
@@ -206,7 +225,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     else:  # not better, or no trial reached the champion's AUC less the tolerance (the advisor's threshold)
         assert "not met" in second["reason"] or "no challenger" in second["reason"], second["reason"]
         assert str(serving.version) == str(champion.version)
-    recipe2 = yaml.safe_load((data_root.experiment_run(run2.run_id) / "recipe.yaml").read_text())
+    recipe2 = yaml.safe_load((data_root.experiment_run(_name(run2)) / "recipe.yaml").read_text())
     auc_metric = next(m for m in recipe2["experiment"]["metrics"] if m["name"] == "auc")
     assert auc_metric["threshold"] == round(float(champion.tags["recsys.metric.auc"]) - 0.002, 6)
 
@@ -218,14 +237,14 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
         run_n, states_n = _run(dag, {"dataset": "criteo", "day": day.isoformat(), "mode": mode})
         assert states_n["run_trials"] == "skipped" and states_n["preprocess"] == "success", states_n
         assert {s for task, s in states_n.items() if task != "run_trials"} == {"success"}, states_n
-        run_dir = data_root.experiment_run(run_n.run_id)
+        run_dir = data_root.experiment_run(_name(run_n))
         best_n = json.loads((run_dir / "best.json").read_text())
         decision_n = json.loads((run_dir / "decision.json").read_text())
         assert best_n["mode"] == decision_n["mode"] == mode and best_n["experiment"] is None
         assert decision_n["verdict"] == "keep" and f"mode {mode}" in decision_n["reason"]
         assert not (run_dir / "recipe.yaml").exists() and (data_root.processed("criteo", day) / "_SUCCESS").is_file()
         assert data_root.served("criteo", day).is_file()
-        assert not list(data_root.costs("criteo", day, run_n.run_id).glob("trials.slot-*.json"))  # no trial ran
+        assert not list(data_root.costs("criteo", day, _name(run_n)).glob("trials.slot-*.json"))  # no trial ran
     assert client.get_model_version_by_alias("recsys_criteo", "champion").version == serving.version
 
     # Day 5, mode refresh: the champion fine-tuned on the days since its own, its tables grown to the
@@ -238,7 +257,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
                                "training_window_days": 5})
     assert states5["run_trials"] == "skipped" and states5["final_fit"] == "success", states5
     assert {s for task, s in states5.items() if task != "run_trials"} == {"success"}, states5
-    run_dir5 = data_root.experiment_run(run5.run_id)
+    run_dir5 = data_root.experiment_run(_name(run5))
     best5 = json.loads((run_dir5 / "best.json").read_text())
     decision5 = json.loads((run_dir5 / "decision.json").read_text())
     assert decision5["mode"] == "refresh" and best5["best"]["model_path"].endswith("refresh/model.pt")
@@ -279,7 +298,7 @@ def test_the_same_run_with_the_sigopt_backend(dag, airflow_db, criteo, data_root
         run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3,
                                  "budget_seconds": 600, "optimizer_backend": "sigopt"})
         assert set(states.values()) == {"success"}, states
-        best = json.loads((data_root.experiment_run(run.run_id) / "best.json").read_text())
+        best = json.loads((data_root.experiment_run(_name(run)) / "best.json").read_text())
         assert best["observations"] == 3 and best["best"] is not None
         conn = server.connection()
         [experiment] = [e for e in conn.experiments().fetch(search=best["experiment"]).iterate_pages()]

@@ -209,16 +209,17 @@ def test_task_links_lead_to_data_docs_and_mlflow(airflow):
 
     day = "2026-03-05"
     generate_day(load_spec("criteo"), DataRoot(data), dt.date.fromisoformat(day), SynthConfig(rows=5000))
-    run = subprocess.run([str(AIRFLOW), "dags", "test", "recsys_retrain", "-c",
+    run = subprocess.run([str(AIRFLOW), "dags", "test", "recsys_retrain__criteo", "-c",
                           json.dumps({"day": day, "max_trials": 1, "budget_seconds": 300})],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     auth = {"Authorization": f"Bearer {token}"}
-    runs = requests.get(f"{base}/api/v2/dags/recsys_retrain/dagRuns", headers=auth, timeout=30).json()["dag_runs"]
+    runs = requests.get(f"{base}/api/v2/dags/recsys_retrain__criteo/dagRuns", headers=auth,
+                        timeout=30).json()["dag_runs"]
     run_id = runs[-1]["dag_run_id"]
 
     def links(task: str, map_index: int = -1) -> dict:
-        url = f"{base}/api/v2/dags/recsys_retrain/dagRuns/{run_id}/taskInstances/{task}/links"
+        url = f"{base}/api/v2/dags/recsys_retrain__criteo/dagRuns/{run_id}/taskInstances/{task}/links"
         return requests.get(url, params={"map_index": map_index}, headers=auth, timeout=30).json()["extra_links"]
 
     validate = links("validate")

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from recdp.spec import load_spec
-from recdp.storage import DataRoot
+from recdp.storage import DataRoot, qualified_run
 from recdp.synth import SynthConfig, generate_day
 from tests.sigopt_server import free_port
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.spark]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-DAG_ID = "recsys_retrain"
+DAG_ID = "recsys_retrain__criteo"
 DAYS = [dt.date(2026, 3, 2) + dt.timedelta(days=n) for n in range(3)]
 BACKFILL_CONF = {"max_trials": 2, "budget_seconds": 300, "training_window_days": 2}
 # Secrets the deployment holds: the database password (trust authentication here ignores it, so the
@@ -314,7 +314,7 @@ def test_clearing_a_finished_day_and_rerunning_it_changes_nothing(deployment):
     from sda.tracking import Tracking
 
     experiment = decisions[day]["challenger"] and json.loads(
-        (root.experiment_run(run_id) / "best.json").read_text())["experiment"]
+        (root.experiment_run(qualified_run(DAG_ID, run_id)) / "best.json").read_text())["experiment"]
     backend = backend_from_env(deployment.env["SDA_OPTIMIZER_STORAGE"], kind="local")
     observations = len(backend.observations(experiment)) if experiment else None
     registry = Registry(Tracking.from_env(root.mlflow()), "criteo")
@@ -371,11 +371,11 @@ def test_a_backfill_in_data_mode_prepares_history_and_trains_nothing(deployment)
         assert states["validate"] == states["preprocess"] == states["plan"] == "success", states
         assert states["run_trials"] == "skipped", states  # no slot: nothing was trained
         assert (root.processed("criteo", day) / "_SUCCESS").is_file()
-        decision = json.loads((root.experiment_run(run_id) / "decision.json").read_text())
+        decision = json.loads((root.experiment_run(qualified_run(DAG_ID, run_id)) / "decision.json").read_text())
         assert decision["mode"] == "data" and decision["verdict"] == "keep", decision
-        assert not (root.experiment_run(run_id) / "recipe.yaml").exists()
-        assert not list(root.costs("criteo", day, run_id).glob("trials.slot-*.json"))
-        assert list(root.costs("criteo", day, run_id).glob("preprocess.try*.json"))
+        assert not (root.experiment_run(qualified_run(DAG_ID, run_id)) / "recipe.yaml").exists()
+        assert not list(root.costs("criteo", day, qualified_run(DAG_ID, run_id)).glob("trials.slot-*.json"))
+        assert list(root.costs("criteo", day, qualified_run(DAG_ID, run_id)).glob("preprocess.try*.json"))
     assert registry.champion().version == STATE["champion"] and registry.history() == history
 
 

@@ -373,7 +373,7 @@ def dag():
 
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
-    return bag.dags["recsys_retrain"]
+    return bag.dags["recsys_retrain__criteo"]
 
 
 PARAM_CASES = [
