@@ -1,7 +1,8 @@
 """recsys_retrain__<dataset>: one DAG per dataset spec in include/datasets/ (or $RECSYS_DATASETS_DIR); one
 run retrains the dataset's CTR model on one day partition.
 
-partition_ready -> validate -> gate_dry_run -> ship_job -> preprocess (spark-submit)
+partition_ready -> take_day (an automatic run skips a day another took) -> validate -> gate_dry_run -> ship_job
+    -> preprocess (spark-submit)
     -> monitor (the champion's served AUC on the new day) -> plan (advised recipe) -> create_experiment
     -> run_trials x parallel_bandwidth (each slot runs trials until the experiment is over; at most
        RECSYS_TRIAL_WORKERS at once)
@@ -31,11 +32,13 @@ from typing import Any
 import pendulum
 from airflow.exceptions import AirflowTimetableInvalid
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import DAG, Asset, Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.base import Timetable
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from recdp.landing import day_of_events, may_run, partition_asset_name, partition_asset_uri
 from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingError, partition_files
 from recdp.spec import DatasetSpec, load_spec, load_specs, spec_path
 from recdp.storage import DataRoot, parse_day, qualified_run
@@ -97,12 +100,27 @@ def _run_name(context) -> str:
     return qualified_run(context["dag"].dag_id, context["run_id"])
 
 
-def _run_target(dataset: str, params: dict, data_interval_start: pendulum.DateTime | None) -> dict[str, str]:
-    """Dataset and day of this run: the `day` Param when given (UI trigger), else the data interval."""
+def _run_type(context) -> str:
+    """scheduled, asset_triggered, manual, backfill or operator_triggered (Airflow's DagRunType value)."""
+    run_type = context["dag_run"].run_type
+    return str(getattr(run_type, "value", run_type))
+
+
+def _run_target(dataset: str, context) -> dict[str, str]:
+    """Dataset and day of this run: the `day` Param when given (UI trigger), else the day its partition
+    events announced (an asset-triggered run), else the data interval's start."""
+    params, data_interval_start = context["params"], context.get("data_interval_start")
     if params.get("dataset", dataset) != dataset:
         raise AirflowFailException(f"this DAG retrains {dataset}, not {params['dataset']}")
+    events = context.get("triggering_asset_events") or {}
+    announced = [event.extra.get("day") for key in events for event in events[key]]
     if params.get("day"):
         day = parse_day(params["day"])
+    elif announced:
+        try:
+            return {"dataset": dataset, "day": day_of_events(DataRoot.from_env(), dataset, announced)}
+        except ValueError as error:  # StorageError included: an event whose day is not YYYY-MM-DD
+            raise AirflowFailException(f"the partition events {announced} name no usable day: {error}") from error
     elif data_interval_start is not None:
         day = data_interval_start.date()
     else:
@@ -123,9 +141,23 @@ class InvalidSpecs(Timetable):
             f"{path}: {error}" for path, error in sorted(self.errors.items())))
 
 
-def _schedule(spec: DatasetSpec) -> CronDataIntervalTimetable | None:
+def _cron(spec: DatasetSpec) -> CronDataIntervalTimetable | None:
     cron = spec.retrain.schedule
     return None if cron is None else CronDataIntervalTimetable(cron, timezone="UTC")
+
+
+def partition_asset(dataset: str) -> Asset:
+    """The Asset whose events announce the dataset's days (recdp.landing; dags/recsys_partitions.py)."""
+    return Asset(name=partition_asset_name(dataset), uri=partition_asset_uri(dataset))
+
+
+def _schedule(spec: DatasetSpec) -> CronDataIntervalTimetable | AssetOrTimeSchedule | list[Asset] | None:
+    """The cron alone; or, on_partition_landed, the day's announcement with the cron as a fallback."""
+    cron = _cron(spec)
+    if not spec.retrain.on_partition_landed:
+        return cron
+    asset = partition_asset(spec.name)
+    return [asset] if cron is None else AssetOrTimeSchedule(timetable=cron, assets=asset)
 
 
 def _start_date(spec: DatasetSpec) -> pendulum.DateTime:
@@ -144,7 +176,7 @@ def check_retrain_settings(spec: DatasetSpec) -> None:
     if spec.retrain.model not in model_names():
         raise ValueError(f"retrain.model: {spec.retrain.model!r} is not a registered model "
                          f"(known: {', '.join(model_names())})")
-    schedule = _schedule(spec)
+    schedule = _cron(spec)
     if schedule is not None:
         try:
             schedule.validate()
@@ -222,7 +254,7 @@ def _wire_tasks(dataset: str) -> None:
     @task(retries=6, retry_delay=timedelta(minutes=30))
     def partition_ready() -> dict[str, str]:
         context = get_current_context()
-        target = _run_target(dataset, context["params"], context.get("data_interval_start"))
+        target = _run_target(dataset, context)
         spec = load_spec(target["dataset"])
         try:
             files = partition_files(spec, DataRoot.from_env().raw(spec.name, target["day"]))
@@ -270,8 +302,19 @@ def _wire_tasks(dataset: str) -> None:
         return {"archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
                 "data": str(root.root)}
 
+    @task.short_circuit
+    def take_day(target: dict[str, str]) -> bool:
+        """An automatic run (scheduled, or an announced partition) retrains its day only if no other
+        automatic run took it first: a repeated event or the cron fallback then skips the whole run."""
+        context = get_current_context()
+        proceed, why = may_run(DataRoot.from_env(), target["dataset"], target["day"], _run_name(context),
+                               _run_type(context))
+        print(why if proceed else f"skipped: {why}")
+        return proceed
+
     target = partition_ready()
     validated = validate(target)
+    take_day(target) >> validated
     preprocess = SparkSubmitOperator(
         task_id="preprocess",
         conn_id="spark_default",

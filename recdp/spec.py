@@ -143,7 +143,10 @@ class RetrainSettings(_Strict):
     per-run values (model, window, budget, trials) for that run.
 
     - schedule: cron of the daily run (its data interval's start day is the partition), default
-      "0 0 * * *"; null: no schedule, only triggers and backfills.
+      "0 0 * * *"; null: no schedule, only triggers, backfills and (below) the day's arrival.
+    - on_partition_landed (default false): a run starts when the day's arrival is announced, an Asset event
+      `recsys_partition__<name>` with the day in its extra (recdp.landing); the cron, if any, stays as a
+      fallback and skips a day an announced run took.
     - start_date: the first day the schedule covers (default 2026-01-01); catchup: whether unpausing runs
       every day since (default false: the latest day only; backfills retrain history on purpose).
     - model (default dlrm), training_window_days (3), budget_seconds (1800), max_trials (null: the
@@ -153,6 +156,7 @@ class RetrainSettings(_Strict):
     """
 
     schedule: str | None = "0 0 * * *"
+    on_partition_landed: bool = False
     start_date: dt.date = dt.date(2026, 1, 1)
     catchup: bool = False
     model: str = Field("dlrm", pattern=r"^[a-z][a-z0-9_]{0,63}$")

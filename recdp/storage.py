@@ -72,6 +72,20 @@ class DataRoot:
     def raw(self, dataset: str, day: str | dt.date) -> Path:
         return self._day_dir("raw", dataset, day)
 
+    def raw_days(self, dataset: str) -> list[str]:
+        """The days of the dataset's raw folder (raw/<dataset>/day=YYYY-MM-DD), oldest first."""
+        folder = self.root / "raw" / _dataset(dataset)
+        found = [p.name.removeprefix("day=") for p in folder.glob("day=*")] if folder.is_dir() else []
+        return sorted(day for day in found if _DAY_PATTERN.fullmatch(day))
+
+    def day_claim(self, dataset: str, day: str | dt.date) -> Path:
+        """landing/<dataset>/claims/day=<day>.json: the automatic run that took the day (recdp.landing)."""
+        return self.root / "landing" / _dataset(dataset) / "claims" / f"day={parse_day(day).isoformat()}.json"
+
+    def announcement(self, dataset: str, day: str | dt.date) -> Path:
+        """landing/<dataset>/announced/day=<day>.json: when the day's arrival was announced (recdp.landing)."""
+        return self.root / "landing" / _dataset(dataset) / "announced" / f"day={parse_day(day).isoformat()}.json"
+
     def quarantine(self, dataset: str, day: str | dt.date) -> Path:
         return self._day_dir("quarantine", dataset, day)
 

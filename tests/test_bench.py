@@ -136,6 +136,6 @@ def test_bench_parse_builds_one_dag_per_spec_and_writes_every_field(tmp_path):
     subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "bench_parse.py"), "--specs", "1,3",
                     "--repeats", "1", "--out", str(tmp_path)], check=True, capture_output=True, cwd=PROJECT_ROOT)
     report = json.loads((tmp_path / "parse.json").read_text())
-    assert [(arm["specs"], arm["dags"], arm["tasks"]) for arm in report["arms"]] == [(1, 1, 14), (3, 3, 42)]
+    assert [(arm["specs"], arm["dags"], arm["tasks"]) for arm in report["arms"]] == [(1, 1, 15), (3, 3, 45)]
     assert report["ratio_largest_to_baseline"] > 0 and report["share_of_import_timeout"] > 0
     assert report["data"]["spec_counts"] == [1, 3]

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,7 +66,8 @@ def _drop_database(name: str) -> None:
 class Deployment:
     """The processes, the REST client and the places the checks look at."""
 
-    def __init__(self, home: Path, env: dict[str, str], base: str) -> None:
+    def __init__(self, home: Path, env: dict[str, str], base: str, dag_id: str = DAG_ID) -> None:
+        self.dag_id = dag_id
         self.home = home
         self.env = env
         self.base = base
@@ -101,12 +104,12 @@ class Deployment:
         return done
 
     def runs(self) -> list[dict]:
-        response = self.api("GET", f"/dags/{DAG_ID}/dagRuns", params={"limit": 100, "order_by": "logical_date"})
+        response = self.api("GET", f"/dags/{self.dag_id}/dagRuns", params={"limit": 100, "order_by": "logical_date"})
         assert response.status_code == 200, response.text
         return response.json()["dag_runs"]
 
     def task_instances(self, run_id: str) -> list[dict]:
-        response = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        response = self.api("GET", f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
         assert response.status_code == 200, response.text
         return response.json()["task_instances"]
 
@@ -142,6 +145,14 @@ def deployment(tmp_path_factory):
     spec = load_spec("criteo")
     for day in DAYS:  # three days of the same generated world (the day seeds the draws)
         generate_day(spec, DataRoot(data), day, SynthConfig(rows=20_000, seed=7, cardinality_scale=0.0005))
+    # This deployment runs what it is asked to (backfills, triggers), not the daily schedule.
+    with running_deployment(home, data, DAG_ID, {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}) as running:
+        yield running
+
+
+@contextmanager
+def running_deployment(home: Path, data: Path, dag_id: str, settings: dict[str, str]) -> Iterator[Deployment]:
+    """Airflow's scheduler, DAG processor and API server on a fresh PostgreSQL database, the DAG unpaused."""
     airflow_db, optimizer_db = _create_database("airflow_test"), _create_database("sda_test")
     port = free_port()
     (home / "passwords.json").write_text(json.dumps({"admin": "scheduler-test-password"}))
@@ -155,8 +166,6 @@ def deployment(tmp_path_factory):
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           # This deployment runs what it is asked to (backfills, triggers), not the daily schedule.
-           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
                                           "SimpleAuthManager",
@@ -167,8 +176,8 @@ def deployment(tmp_path_factory):
            "SDA_OPTIMIZER_STORAGE": f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:5432/{optimizer_db}",
            "AIRFLOW_CONN_SIGOPT_DEFAULT": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9,
                                                       "password": SIGOPT_TOKEN}),
-           "RECSYS_TRIAL_WORKERS": "2", "GX_ANALYTICS_ENABLED": "False"}
-    deployment = Deployment(home, env, f"http://127.0.0.1:{port}")
+           "RECSYS_TRIAL_WORKERS": "2", "GX_ANALYTICS_ENABLED": "False", **settings}
+    deployment = Deployment(home, env, f"http://127.0.0.1:{port}", dag_id)
     try:
         deployment.airflow("db", "migrate")
         deployment.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(port))
@@ -182,13 +191,13 @@ def deployment(tmp_path_factory):
                     "username": "admin", "password": "scheduler-test-password"})
                 if token.status_code == 201:
                     deployment.token = token.json()["access_token"]
-                    if deployment.api("GET", f"/dags/{DAG_ID}").status_code == 200:
+                    if deployment.api("GET", f"/dags/{dag_id}").status_code == 200:
                         break
             except requests.ConnectionError:
                 pass
             assert time.monotonic() < deadline, "the API server never served the parsed DAG"
             time.sleep(2)
-        response = deployment.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        response = deployment.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         assert response.status_code == 200 and response.json()["is_paused"] is False, response.text
         yield deployment
     finally:
