@@ -133,10 +133,13 @@ class SuccessiveHalving:
         """A new trial of `study` that reports `points` before the end of training, and whether the pruner
         lets it go on after the last of them."""
         trial = study.ask()
-        go_on = True
+        go_on, reported = True, set()
         for at, auc in points:
             if at >= STEPS:
                 break
+            if at in reported:  # two evaluations that round to one step: the first was judged, as Optuna keeps it
+                continue
+            reported.add(at)
             trial.report(auc, at)
             go_on = not trial.should_prune()
         return trial, go_on
