@@ -130,6 +130,7 @@ def test_a_broken_model_file_is_an_import_error_naming_it(tmp_path):
 def test_the_built_in_models_and_the_linear_baseline_are_registered():
     assert set(model_names()) >= {"dlrm", "wide_deep", "dcnv2", "deepfm", "logistic"}
     assert samples_per_second("dlrm") == 30_000 and DEFAULT_SAMPLES_PER_SECOND < 28_000
+    assert samples_per_second("logistic") == 150_000  # measured: docs/benchmarks/quality-logistic.json
     assert parse_model_config({"name": "logistic"}).name == "logistic"
     with pytest.raises(ValueError, match="unknown model 'gbdt'; choose one of"):
         model_entry("gbdt")
