@@ -21,7 +21,7 @@ BENCH_ROWS ?= 5000000
 BENCH_TRAIN_ROWS ?= 2000000
 BENCH_HPO_ARGS ?=
 
-.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-day bench-stopping bench-dashboard bench-scale bench-parse bench-reliability ui clean
+.PHONY: venv demo test lint stress-hpo calibrate-advisor bench-preprocess bench-validate bench-train bench-quality bench-hpo bench-hpo-space bench-continuous bench-day bench-stopping bench-dashboard bench-scale bench-parse bench-baseline bench-reliability ui clean
 
 venv: $(STAMP)
 
@@ -106,6 +106,11 @@ ui: venv
 
 bench-scale: venv
 	$(BIN)/python scripts/bench_scale.py
+
+# The champion against a linear baseline retrained every day on the same window, on every shipped spec:
+# var/bench/baseline.json (BENCH_BASELINE_ARGS=--publish writes docs/benchmarks/ too).
+bench-baseline: venv
+	$(BIN)/python scripts/bench_baseline.py $(BENCH_BASELINE_ARGS)
 
 # Parse time of the DAG folder with 1 dataset spec against 50 (one DAG per spec): docs/benchmarks/parse.json.
 bench-parse: venv

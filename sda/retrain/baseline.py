@@ -28,6 +28,13 @@ BASELINE_MODEL = "logistic"
 BASELINE_OPTIMIZER, BASELINE_LEARNING_RATE = "adagrad", 0.05
 
 
+def baseline_training(rows: int, **fields: Any) -> TrainingConfig:
+    """How the baseline trains on `rows` training rows (the same every day; `fields`: sampling, evaluation
+    rows, seed)."""
+    return TrainingConfig(epochs=1, batch_size=knowledge.batch_size_for(rows), optimizer=BASELINE_OPTIMIZER,
+                          learning_rate=BASELINE_LEARNING_RATE, eval_every=None, **fields)
+
+
 def baseline_folder(plan: RunPlan) -> Path:
     return Path(plan.run_dir) / "baseline"
 
@@ -48,10 +55,8 @@ def fit_baseline(plan: RunPlan) -> dict[str, Any]:
 
         rows = recipe.training.sample_rows or sum(
             int(json.loads((Path(d) / "stats.json").read_text())["splits"]["train"]["rows"]) for d in plan.day_dirs)
-        training = TrainingConfig(epochs=1, batch_size=knowledge.batch_size_for(rows), optimizer=BASELINE_OPTIMIZER,
-                                  learning_rate=BASELINE_LEARNING_RATE, eval_every=None,
-                                  sample_rows=recipe.training.sample_rows, eval_rows=recipe.training.eval_rows,
-                                  seed=recipe.training.seed)
+        training = baseline_training(rows, sample_rows=recipe.training.sample_rows,
+                                     eval_rows=recipe.training.eval_rows, seed=recipe.training.seed)
         config = parse_model_config({"name": BASELINE_MODEL})
         log.info("linear baseline: %s on %d day(s)%s", BASELINE_MODEL, len(plan.day_dirs),
                  f", a sample of {rows:,} rows" if recipe.training.sample_rows else "")
