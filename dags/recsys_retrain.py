@@ -1,7 +1,7 @@
 """recsys_retrain__<dataset>: one DAG per dataset spec in include/datasets/ (or $RECSYS_DATASETS_DIR); one
 run retrains the dataset's CTR model on one day partition.
 
-partition_ready -> take_day (an automatic run skips a day another took) -> validate -> gate_dry_run -> ship_job
+partition_ready (an automatic run skips a day another took) -> validate -> gate_dry_run -> ship_job
     -> preprocess (spark-submit)
     -> monitor (the champion's served AUC on the new day) -> plan (advised recipe) -> create_experiment
     -> run_trials x parallel_bandwidth (each slot runs trials until the experiment is over; at most
@@ -251,20 +251,26 @@ def _params(spec: DatasetSpec) -> dict[str, Param]:
 
 
 def _wire_tasks(dataset: str) -> None:
-    @task(retries=6, retry_delay=timedelta(minutes=30))
-    def partition_ready() -> dict[str, str]:
+    @task.short_circuit(retries=6, retry_delay=timedelta(minutes=30))
+    def partition_ready() -> dict[str, str] | None:
+        """The run's day, once its partition is there and the run may take it: an automatic run (scheduled, or
+        an announced partition) retrains its day only if no other automatic run took it first, so a repeated
+        event or the cron fallback returns nothing and skips the whole run."""
         context = get_current_context()
         target = _run_target(dataset, context)
         spec = load_spec(target["dataset"])
+        root = DataRoot.from_env()
         try:
-            files = partition_files(spec, DataRoot.from_env().raw(spec.name, target["day"]))
+            files = partition_files(spec, root.raw(spec.name, target["day"]))
         except PartitionMissingError as missing:
             raise PartitionNotReady(str(missing)) from missing
         except PartitionEmptyError as empty:
             raise AirflowFailException(str(empty)) from empty
         print(f"partition {spec.name} day={target['day']}: {len(files)} file(s), "
               f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
-        return target
+        proceed, why = may_run(root, target["dataset"], target["day"], _run_name(context), _run_type(context))
+        print(why if proceed else f"skipped: {why}")
+        return target if proceed else None
 
     @task(retries=0)
     @_costed("validate")
@@ -302,19 +308,8 @@ def _wire_tasks(dataset: str) -> None:
         return {"archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
                 "data": str(root.root)}
 
-    @task.short_circuit
-    def take_day(target: dict[str, str]) -> bool:
-        """An automatic run (scheduled, or an announced partition) retrains its day only if no other
-        automatic run took it first: a repeated event or the cron fallback then skips the whole run."""
-        context = get_current_context()
-        proceed, why = may_run(DataRoot.from_env(), target["dataset"], target["day"], _run_name(context),
-                               _run_type(context))
-        print(why if proceed else f"skipped: {why}")
-        return proceed
-
     target = partition_ready()
     validated = validate(target)
-    take_day(target) >> validated
     preprocess = SparkSubmitOperator(
         task_id="preprocess",
         conn_id="spark_default",

@@ -64,7 +64,7 @@ def test_an_announced_day_is_retrained_once(deployment):
     assert first["state"] == "success" and first["run_type"] == "asset_triggered", deployment.failures(
         {first["dag_run_id"]})
     states = {t["task_id"]: t["state"] for t in deployment.task_instances(first["dag_run_id"])}
-    assert states["take_day"] == states["validate"] == states["plan"] == states["evaluate"] == "success"
+    assert states["partition_ready"] == states["validate"] == states["plan"] == states["evaluate"] == "success"
     root, name = deployment.root, qualified_run(DAG_ID, first["dag_run_id"])
     assert json.loads(root.day_claim(DATASET, DAY).read_text())["run"] == name
     decision = json.loads((root.experiment_run(name) / "decision.json").read_text())
@@ -74,6 +74,6 @@ def test_an_announced_day_is_retrained_once(deployment):
     second = next_run(deployment, {first["dag_run_id"]}, minutes=5)
     assert second["state"] == "success", deployment.failures({second["dag_run_id"]})
     states = {t["task_id"]: t["state"] for t in deployment.task_instances(second["dag_run_id"])}
-    assert states["take_day"] == "success" and states["validate"] == "skipped" and states["promote"] == "skipped"
+    assert states["partition_ready"] == "success" and states["validate"] == "skipped" and states["promote"] == "skipped"
     assert not root.experiment_run(qualified_run(DAG_ID, second["dag_run_id"])).exists()
     assert len(deployment.runs()) == 2

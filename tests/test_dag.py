@@ -37,11 +37,10 @@ def airflow_db():
 def test_structure(dag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    assert {t.task_id for t in dag.tasks} == {"partition_ready", "take_day", "validate", "gate_dry_run", "ship_job",
-                                              "preprocess", "monitor", "plan", "create_experiment", "run_trials",
-                                              "select_best", "final_fit", "baseline", "evaluate", "promote"}
-    assert dag.get_task("take_day").upstream_task_ids == {"partition_ready"}
-    assert dag.get_task("validate").upstream_task_ids == {"partition_ready", "take_day"}
+    assert {t.task_id for t in dag.tasks} == {"partition_ready", "validate", "gate_dry_run", "ship_job", "preprocess",
+                                              "monitor", "plan", "create_experiment", "run_trials", "select_best",
+                                              "final_fit", "baseline", "evaluate", "promote"}
+    assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
     assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "gate_dry_run"}
     assert dag.get_task("preprocess").upstream_task_ids == {"ship_job"}
@@ -133,8 +132,7 @@ def test_dry_run_validates_and_changes_nothing_downstream(dag, airflow_db, crite
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "dry_run": True})
     downstream = ("ship_job", "preprocess", "monitor", "plan", "create_experiment", "run_trials", "select_best",
                   "final_fit", "baseline", "evaluate", "promote")
-    assert states == {"partition_ready": "success", "take_day": "success", "validate": "success",
-                      "gate_dry_run": "success",
+    assert states == {"partition_ready": "success", "validate": "success", "gate_dry_run": "success",
                       **dict.fromkeys(downstream, "skipped")}, states
     assert (data_root.validation("criteo", DAY) / "report.json").is_file()
     assert not data_root.processed("criteo", DAY).exists()
@@ -149,7 +147,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
 
     make_day(criteo, data_root, rows=20_000)
     run, states = _run(dag, {"dataset": "criteo", "day": DAY.isoformat(), "max_trials": 3, "budget_seconds": 600})
-    assert set(states.values()) == {"success"} and len(states) == 15, states
+    assert set(states.values()) == {"success"} and len(states) == 14, states
     served = json.loads(data_root.served("criteo", DAY).read_text())
     assert served["served_auc"] is None and served["reason"] == "no champion yet"
     stats = json.loads((data_root.processed("criteo", DAY) / "stats.json").read_text())
