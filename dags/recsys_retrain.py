@@ -301,12 +301,13 @@ def _wire_tasks(dataset: str) -> None:
 
     @task
     def ship_job(target: dict[str, str]) -> dict[str, str]:
-        """What spark-submit sends to the cluster: the recdp archive (--py-files) and the spec (--files)."""
+        """What spark-submit sends to the cluster: the recdp archive (--py-files) and the spec (--files), and the
+        run's name that the job records its cost under."""
         from recdp.jobs.package import job_archive
 
         root = DataRoot.from_env()
         return {"archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
-                "data": str(root.root)}
+                "data": str(root.root), "run": _run_name(get_current_context())}
 
     target = partition_ready()
     validated = validate(target)
@@ -322,7 +323,7 @@ def _wire_tasks(dataset: str) -> None:
             "--dataset", _shipped("spec"),
             "--day", "{{ ti.xcom_pull(task_ids='partition_ready')['day'] }}",
             "--data", _shipped("data"),
-            "--cost-run", "{{ dag.dag_id }}/{{ run_id }}", "--cost-attempt", "{{ ti.try_number }}",
+            "--cost-run", _shipped("run"), "--cost-attempt", "{{ ti.try_number }}",
         ],
         retries=1,
     )
