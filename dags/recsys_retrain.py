@@ -300,14 +300,27 @@ def _wire_tasks(dataset: str) -> None:
         return not dry_run
 
     @task
-    def ship_job(target: dict[str, str]) -> dict[str, str]:
-        """What spark-submit sends to the cluster: the recdp archive (--py-files) and the spec (--files), and the
-        run's name that the job records its cost under."""
+    def ship_job(target: dict[str, str], validated: dict) -> dict[str, str | None]:
+        """What spark-submit sends to the cluster: the recdp archive (--py-files) and the spec (--files), the
+        run's name that the job records its cost under, and the driver JVM's options (recdp.jobs.jvm: on a local
+        master, the class archive and, on a small day, C1-only JIT)."""
+        from airflow.sdk import BaseHook
+
+        from recdp.jobs.jvm import JAVA_OPTIONS_KEY, plan_driver_jvm, read_properties
         from recdp.jobs.package import job_archive
 
-        root = DataRoot.from_env()
-        return {"archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
-                "data": str(root.root), "run": _run_name(get_current_context())}
+        root, run = DataRoot.from_env(), _run_name(get_current_context())
+        base_options = read_properties(SPARK_PROPERTIES).get(JAVA_OPTIONS_KEY, "")
+        shipped: dict[str, str | None] = {
+            "archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
+            "data": str(root.root), "run": run, "java_options": base_options, "jvm_archive": None,
+            "jvm_dumping": None}
+        if (BaseHook.get_connection("spark_default").host or "").startswith("local"):  # the driver runs here
+            jvm = plan_driver_jvm(root.root / "jobs" / "jvm", validated.get("rows"), base_options, run)
+            print(f"driver JVM options: {jvm.java_options}")
+            shipped.update(java_options=jvm.java_options, jvm_archive=str(jvm.archive),
+                           jvm_dumping=str(jvm.dumping) if jvm.dumping else None)
+        return shipped
 
     target = partition_ready()
     validated = validate(target)
@@ -318,6 +331,7 @@ def _wire_tasks(dataset: str) -> None:
         py_files=_shipped("archive"),
         files=_shipped("spec"),
         properties_file=str(SPARK_PROPERTIES),
+        conf={"spark.driver.extraJavaOptions": _shipped("java_options")},
         name="recdp-preprocess",
         application_args=[
             "--dataset", _shipped("spec"),
@@ -326,7 +340,10 @@ def _wire_tasks(dataset: str) -> None:
             "--cost-run", _shipped("run"), "--cost-attempt", "{{ ti.try_number }}",
         ],
         retries=1,
+        on_success_callback=_keep_class_archive,
+        on_failure_callback=_drop_class_dump,
     )
+
     @task
     @_costed("monitor")
     def monitor(target: dict[str, str]) -> dict:
@@ -444,12 +461,36 @@ def _wire_tasks(dataset: str) -> None:
         return outcome
 
     run_plan = plan(target)
-    validated >> gate_dry_run() >> ship_job(target) >> preprocess >> monitor(target) >> run_plan
+    validated >> gate_dry_run() >> ship_job(target, validated) >> preprocess >> monitor(target) >> run_plan
     slots = create_experiment(run_plan)
     chosen = select_best(run_plan)
     run_trials.partial(run_plan=run_plan).expand(slot=slots) >> chosen
     judged = evaluate(run_plan)
     chosen >> [final_fit(run_plan), baseline(run_plan)] >> judged >> promote(run_plan)
+
+
+def _shipped_jvm(context):
+    from recdp.jobs.jvm import DriverJvm
+
+    shipped = context["ti"].xcom_pull(task_ids="ship_job") or {}
+    if not shipped.get("jvm_dumping"):
+        return None
+    return DriverJvm(shipped["java_options"], Path(shipped["jvm_archive"]), Path(shipped["jvm_dumping"]))
+
+
+def _keep_class_archive(context) -> None:
+    """The preprocess job succeeded, so its JVM has exited: the class archive it dumped is whole."""
+    from recdp.jobs.jvm import keep_archive
+
+    if (jvm := _shipped_jvm(context)) is not None and keep_archive(jvm):
+        logging.getLogger(__name__).info("Spark driver class archive kept: %s", jvm.archive)
+
+
+def _drop_class_dump(context) -> None:
+    from recdp.jobs.jvm import drop_dump
+
+    if (jvm := _shipped_jvm(context)) is not None:
+        drop_dump(jvm)
 
 
 def _seconds_left(context) -> float | None:

@@ -39,10 +39,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.costs import recorded_cost, run_costs  # noqa: E402
+from recdp.jobs.jvm import JAVA_OPTIONS_KEY, drop_dump, keep_archive, plan_driver_jvm, read_properties  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from recdp.synth import Shift, SynthConfig, generate_day  # noqa: E402
-from scripts.benchdata import spark_submit_preprocess  # noqa: E402
+from scripts.benchdata import SPARK_PROPERTIES, spark_submit_preprocess  # noqa: E402
 from scripts.benchreport import RESULTS, write_report  # noqa: E402
 
 POLICIES = {"search": "(a) the advised search every day", "never": "(b) never retrain after the first day",
@@ -108,10 +109,16 @@ def prepare_day(spec, data: DataRoot, day: dt.date, config: SynthConfig, work: P
                                         accepted_by="bench-continuous (as an operator)")
     env = {**os.environ, "RECSYS_DATA": str(data.root), "PYSPARK_PYTHON": sys.executable,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    command = spark_submit_preprocess(spec, [day], archive_dir=work / "jobs", validated=True, cost_run=DATA_RUN)
+    # The driver JVM as the DAG's ship_job starts it on a local master.
+    jvm = plan_driver_jvm(work / "jobs" / "jvm", report.rows_valid,
+                          read_properties(SPARK_PROPERTIES).get(JAVA_OPTIONS_KEY, ""), f"{DATA_RUN}-{day}")
+    command = spark_submit_preprocess(spec, [day], archive_dir=work / "jobs", validated=True, cost_run=DATA_RUN,
+                                      java_options=jvm.java_options)
     job = subprocess.run(command, env=env, capture_output=True, text=True)
     if job.returncode != 0:
+        drop_dump(jvm)
         raise SystemExit(f"preprocessing {day} failed ({job.returncode}):\n{job.stderr[-3000:]}")
+    keep_archive(jvm)
     return {"status": report.status, "drift": len(report.drift),
             "cpu_seconds": run_costs(data, spec.name, day.isoformat(), DATA_RUN)}
 

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SPARK_PROPERTIES = PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from recdp.jobs.jvm import JAVA_OPTIONS_KEY  # noqa: E402
 from recdp.jobs.package import job_archive  # noqa: E402
 from recdp.spec import DatasetSpec, load_spec, spec_path  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
@@ -21,13 +23,15 @@ from recdp.synth import SynthConfig, generate_day  # noqa: E402
 
 def spark_submit_preprocess(spec: DatasetSpec, days: list[dt.date], master: str = "local[*]",
                             archive_dir: Path = PROJECT_ROOT / "var" / "jobs", validated: bool = False,
-                            cost_run: str | None = None) -> list[str]:
+                            cost_run: str | None = None, java_options: str | None = None) -> list[str]:
     """The spark-submit command of the preprocessing job over `days` (validation check skipped unless the days
     are `validated`), shipped as the DAG ships it: the recdp archive with --py-files, the spec with --files;
-    `cost_run` records the job's CPU as that run's preprocess cost (one day)."""
+    `cost_run` records the job's CPU as that run's preprocess cost (one day); `java_options` replace the
+    properties file's driver options, as the DAG's ship_job does (recdp.jobs.jvm)."""
     spec_file = spec_path(spec.name)
     return [str(Path(sys.executable).parent / "spark-submit"), "--master", master,
-            "--properties-file", str(PROJECT_ROOT / "include" / "spark" / "spark-defaults.conf"),
+            "--properties-file", str(SPARK_PROPERTIES),
+            *(["--conf", f"{JAVA_OPTIONS_KEY}={java_options}"] if java_options else []),
             "--py-files", str(job_archive(archive_dir)), "--files", str(spec_file),
             str(PROJECT_ROOT / "recdp" / "jobs" / "preprocess.py"), "--dataset", str(spec_file),
             *([] if validated else ["--skip-validation-check"]), *(["--cost-run", cost_run] if cost_run else []),

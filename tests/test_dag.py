@@ -42,7 +42,7 @@ def test_structure(dag):
                                               "final_fit", "baseline", "evaluate", "promote"}
     assert dag.get_task("validate").upstream_task_ids == {"partition_ready"}
     assert dag.get_task("gate_dry_run").upstream_task_ids == {"validate"}
-    assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "gate_dry_run"}
+    assert dag.get_task("ship_job").upstream_task_ids == {"partition_ready", "validate", "gate_dry_run"}
     assert dag.get_task("preprocess").upstream_task_ids == {"ship_job"}
     assert dag.get_task("monitor").upstream_task_ids == {"partition_ready", "preprocess"}
     assert dag.get_task("plan").upstream_task_ids == {"partition_ready", "monitor"}
@@ -64,6 +64,9 @@ def test_structure(dag):
     # The job travels with the submit: the recdp archive and the spec come from ship_job.
     assert "ship_job" in preprocess.py_files and "ship_job" in preprocess.files
     assert "--data" in preprocess.application_args
+    # The driver JVM's options come from ship_job (recdp.jobs.jvm); its class archive is kept on success only.
+    assert "ship_job" in preprocess.conf["spark.driver.extraJavaOptions"]
+    assert preprocess.on_success_callback and preprocess.on_failure_callback
 
 
 @pytest.mark.parametrize("name, value", [
@@ -190,6 +193,11 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     assert {"driver", "jvm", "python_workers", "executors"} <= set(spark_cost["parts"]), spark_cost
     assert spark_cost["parts"]["jvm"] > spark_cost["parts"]["executors"] > 0  # local mode: tasks run in the JVM
     assert costs["trials"] > costs["plan"]  # three trainings cost more than writing a recipe
+    # The first preprocess dumped the driver JVM's class archive, kept once the job succeeded; later runs map it.
+    jvm_cache = data_root.root / "jobs" / "jvm"
+    archive = next(jvm_cache.glob("spark-driver-*.jsa"))
+    assert archive.stat().st_size > 1_000_000 and not list(jvm_cache.glob("*.dumping"))
+    archived_at = archive.stat().st_mtime_ns
 
     # Promotion: day 1 has no champion, so its model becomes the champion.
     decision = json.loads((run_dir / "decision.json").read_text())
@@ -210,6 +218,7 @@ def test_whole_run_validates_preprocesses_and_optimizes(dag, airflow_db, criteo,
     run2, states2 = _run(dag, {"dataset": "criteo", "day": next_day.isoformat(), "max_trials": 3,
                                "budget_seconds": 600, "training_window_days": 2, "mode": "search"})
     assert set(states2.values()) == {"success"}, states2
+    assert archive.stat().st_mtime_ns == archived_at and not list(jvm_cache.glob("*.dumping"))  # mapped, not dumped
     second = json.loads((data_root.experiment_run(_name(run2)) / "decision.json").read_text())
     assert second["champion"]["version"] == str(champion.version)
     # Before training, the monitor scored day 1's champion on day 2's test split (its served AUC). The decision
