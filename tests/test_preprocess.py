@@ -224,6 +224,32 @@ def test_a_day_is_cut_into_equal_splits_per_task_slot_and_its_output_does_not_de
         assert {k: many["dense"][column][k] for k in numbers} == pytest.approx(numbers, rel=1e-9)
 
 
+def test_a_small_day_runs_each_pass_as_one_task_whatever_its_files(spark, criteo, data_root, monkeypatch):
+    """ONE_TASK_BYTES: one split (and one reduce task) instead of one per slot or file, and the same output."""
+    import recdp.jobs.preprocess as job
+
+    make_day(criteo, data_root, rows=4000)
+    first = raw_file(criteo, data_root)
+    lines = first.read_text().splitlines(keepends=True)
+    first.write_text("".join(lines[:2000]))
+    (first.parent / first.name.replace("00000", "00001")).write_text("".join(lines[2000:]))
+    validate_partition(criteo, data_root, DAY)
+    monkeypatch.setattr(job, "SMALL_DAY_BYTES", 0)  # its counts are summed by reduce tasks, as a larger day's
+    processed = data_root.processed("criteo", DAY)
+    outputs = {}
+    for arm in ("one task", "per slot and file"):
+        if arm != "one task":
+            monkeypatch.setattr(job, "ONE_TASK_BYTES", 0)
+            shutil.rmtree(processed)
+            shutil.rmtree(data_root.vocab("criteo"))
+        stats = process_day(spark, criteo, data_root, DAY)
+        assert spark.conf.get("spark.sql.files.minPartitionNum", None) is None  # the session's settings are back
+        parts = len(list((processed / "parquet").glob("part-*.parquet")))
+        outputs[arm] = (parts, digest(processed), {k: v for k, v in stats.items() if k not in ("seconds", "dense")})
+    assert outputs["one task"][0] == 1 and outputs["per slot and file"][0] == 2
+    assert outputs["one task"][1:] == outputs["per slot and file"][1:]
+
+
 def balanced_split_count(raw_bytes: int, slots: int, max_split_bytes: int) -> int:
     size = balanced_split_bytes(raw_bytes, slots, max_split_bytes)
     return -(-raw_bytes // size)

@@ -273,6 +273,9 @@ def test_a_backfill_of_three_days_under_the_real_scheduler(deployment):
         assert (root.processed("criteo", day) / "_SUCCESS").is_file()
     leftovers = [p for p in root.root.rglob(".staging-*")] + [p for p in root.root.rglob(".retired-*")]
     assert leftovers == []
+    # The first runs dumped the Spark driver's class archive; the preprocess task's success callback kept it.
+    jvm_cache = root.root / "jobs" / "jvm"
+    assert len(list(jvm_cache.glob("spark-driver-*.jsa"))) == 1 and not list(jvm_cache.glob("*.dumping"))
     index = _vocabulary_is_consistent(root)
 
     # A decision for each day; the champion is the newest day's model that earned promotion.

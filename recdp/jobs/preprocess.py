@@ -76,7 +76,12 @@ SPLIT_BUCKETS = 1_000_000
 # driver: at a few MB of counts, Spark's per-job overheads would cost more than the work.
 SMALL_DAY_BYTES = 8 << 20
 REDUCE_INPUT_BYTES = 64 << 20
+# A day of at most this many raw bytes (about 280k Criteo lines), and no larger than one split, runs each pass
+# as one task: the tasks' own work is then a few CPU-seconds, less than a second Python worker's start.
+ONE_TASK_BYTES = 64 << 20
 MAX_SPLIT_SETTING = "spark.sql.files.maxPartitionBytes"
+MIN_PARTITIONS_SETTING = "spark.sql.files.minPartitionNum"
+OPEN_COST_SETTING = "spark.sql.files.openCostInBytes"
 # Spark's own floor for a split (spark.sql.files.openCostInBytes' default): smaller days stay one split.
 MIN_SPLIT_BYTES = 4 << 20
 _BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30,
@@ -167,7 +172,7 @@ def _metered(function: ArrowFunction, workers: PythonWorkerTime | None) -> Arrow
 
 
 def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, raw_bytes: int,
-                store: VocabularyStore, workers: PythonWorkerTime | None = None,
+                store: VocabularyStore, workers: PythonWorkerTime | None = None, one_task: bool = False,
                 ) -> tuple[pa.Table, DayCounts, int | None]:
     """Pass 1: the day's counters, and the value counts its vocabulary is resolved from, as (value counts
     (column, value, count), counters, the vocabulary version those counts were already told apart from).
@@ -188,7 +193,8 @@ def counted_day(spark: SparkSession, spec: DatasetSpec, lines: DataFrame, raw_by
     known = KnownValues(str(store.root), current.version, dict(current.table_sizes), spec.preprocess.freq_threshold)
     # Enough reduce tasks that each sums the counts of at most REDUCE_INPUT_BYTES of raw input, whatever the
     # day's size: a task's memory is its share of the day's distinct values.
-    partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-raw_bytes // REDUCE_INPUT_BYTES))
+    partitions = 1 if one_task else max(
+        int(spark.conf.get("spark.sql.shuffle.partitions")), -(-raw_bytes // REDUCE_INPUT_BYTES))
     reduced = emitted.repartition(partitions, "column_index", "value").mapInArrow(
         _metered(sum_counts(spec, known), workers), count_schema(key_type))
     incoming = store.root / f".incoming-{uuid.uuid4().hex}"
@@ -302,17 +308,35 @@ def balanced_split_bytes(raw_bytes: int, slots: int, max_split_bytes: int) -> in
     return max(min(MIN_SPLIT_BYTES, max_split_bytes), -(-raw_bytes // splits))
 
 
+def one_task_day(spark: SparkSession, raw_bytes: int) -> bool:
+    """Whether the day runs each pass as one task (ONE_TASK_BYTES): its raw bytes fit one split of the
+    session's maximum and ONE_TASK_BYTES. The maximum read is the session's own, outside `_balanced_splits`."""
+    return raw_bytes <= min(ONE_TASK_BYTES, spark_bytes(spark.conf.get(MAX_SPLIT_SETTING)))
+
+
 @contextmanager
-def _balanced_splits(spark: SparkSession, raw_bytes: int) -> Iterator[None]:
-    """The day's scans cut by `balanced_split_bytes` under the session's own maximum, restored afterwards.
-    Each pass reads the setting when it plans its scan; days run one after another on the driver's thread."""
-    configured = spark.conf.get(MAX_SPLIT_SETTING)
-    size = balanced_split_bytes(raw_bytes, spark.sparkContext.defaultParallelism, spark_bytes(configured))
+def _balanced_splits(spark: SparkSession, raw_bytes: int, files: int) -> Iterator[None]:
+    """The day's scans cut by `balanced_split_bytes` under the session's own maximum (a one-task day: one
+    split, whatever the number of slots or files), restored afterwards. Each pass reads the settings when it
+    plans its scan; days run one after another on the driver's thread."""
+    # What the session set itself (None: Spark's default), to restore; not the defaults, which would then stick.
+    configured = {key: spark.conf.get(key, None) for key in (MAX_SPLIT_SETTING, MIN_PARTITIONS_SETTING)}
+    if one_task_day(spark, raw_bytes):
+        # Spark packs files into a split up to its size, counting each file's open cost besides its bytes.
+        size = raw_bytes + files * spark_bytes(spark.conf.get(OPEN_COST_SETTING))
+        spark.conf.set(MIN_PARTITIONS_SETTING, "1")
+    else:
+        size = balanced_split_bytes(raw_bytes, spark.sparkContext.defaultParallelism,
+                                    spark_bytes(spark.conf.get(MAX_SPLIT_SETTING)))
     spark.conf.set(MAX_SPLIT_SETTING, str(size))
     try:
         yield
     finally:
-        spark.conf.set(MAX_SPLIT_SETTING, configured)
+        for key, value in configured.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.date,
@@ -321,17 +345,18 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
         _require_validated(root, spec, day)
     files = partition_files(spec, root.raw(spec.name, day))
     raw_bytes = sum(f.stat().st_size for f in files)
-    with _balanced_splits(spark, raw_bytes):
-        return _process_files(spark, spec, root, day, files, raw_bytes, workers)
+    one_task = one_task_day(spark, raw_bytes)  # before _balanced_splits changes the session's maximum
+    with _balanced_splits(spark, raw_bytes, len(files)):
+        return _process_files(spark, spec, root, day, files, raw_bytes, workers, one_task)
 
 
 def _process_files(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.date, files: list[Path],
-                   raw_bytes: int, workers: PythonWorkerTime | None = None) -> dict:
+                   raw_bytes: int, workers: PythonWorkerTime | None = None, one_task: bool = False) -> dict:
     started = time.monotonic()
     lines = raw_records(spark, spec, files)
     key_type = "bigint" if spec.preprocess.hex_categoricals else "string"
     store = VocabularyStore(root.vocab(spec.name), spec.categorical, key_type)
-    value_counts, counts, filtered_against = counted_day(spark, spec, lines, raw_bytes, store, workers)
+    value_counts, counts, filtered_against = counted_day(spark, spec, lines, raw_bytes, store, workers, one_task)
     if counts.rows_read == 0:
         raise PreprocessError(f"{spec.name} day={day} has no rows")
     if counts.malformed / counts.rows_read > spec.parse.max_bad_row_fraction:
