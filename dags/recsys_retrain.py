@@ -38,6 +38,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.base import Timetable
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from recdp.jobs.jvm import JAVA_OPTIONS_KEY
 from recdp.landing import day_of_events, may_run, partition_asset_name, partition_asset_uri
 from recdp.rawread import PartitionEmptyError, PartitionError, PartitionMissingError, partition_files
 from recdp.spec import DatasetSpec, load_spec, load_specs, spec_path
@@ -306,11 +307,11 @@ def _wire_tasks(dataset: str) -> None:
         master, the class archive and, on a small day, C1-only JIT)."""
         from airflow.sdk import BaseHook
 
-        from recdp.jobs.jvm import JAVA_OPTIONS_KEY, plan_driver_jvm, read_properties
+        from recdp.jobs.jvm import plan_driver_jvm, properties_java_options
         from recdp.jobs.package import job_archive
 
         root, run = DataRoot.from_env(), _run_name(get_current_context())
-        base_options = read_properties(SPARK_PROPERTIES).get(JAVA_OPTIONS_KEY, "")
+        base_options = properties_java_options(SPARK_PROPERTIES)
         shipped: dict[str, str | None] = {
             "archive": str(job_archive(root.root / "jobs")), "spec": str(spec_path(target["dataset"])),
             "data": str(root.root), "run": run, "java_options": base_options, "jvm_archive": None,
@@ -331,7 +332,7 @@ def _wire_tasks(dataset: str) -> None:
         py_files=_shipped("archive"),
         files=_shipped("spec"),
         properties_file=str(SPARK_PROPERTIES),
-        conf={"spark.driver.extraJavaOptions": _shipped("java_options")},
+        conf={JAVA_OPTIONS_KEY: _shipped("java_options")},
         name="recdp-preprocess",
         application_args=[
             "--dataset", _shipped("spec"),

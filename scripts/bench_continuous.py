@@ -39,7 +39,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from recdp.costs import recorded_cost, run_costs  # noqa: E402
-from recdp.jobs.jvm import JAVA_OPTIONS_KEY, drop_dump, keep_archive, plan_driver_jvm, read_properties  # noqa: E402
+from recdp.jobs.jvm import drop_dump, keep_archive, plan_driver_jvm, properties_java_options  # noqa: E402
 from recdp.spec import load_spec  # noqa: E402
 from recdp.storage import DataRoot  # noqa: E402
 from recdp.synth import Shift, SynthConfig, generate_day  # noqa: E402
@@ -111,7 +111,7 @@ def prepare_day(spec, data: DataRoot, day: dt.date, config: SynthConfig, work: P
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     # The driver JVM as the DAG's ship_job starts it on a local master.
     jvm = plan_driver_jvm(work / "jobs" / "jvm", report.rows_valid,
-                          read_properties(SPARK_PROPERTIES).get(JAVA_OPTIONS_KEY, ""), f"{DATA_RUN}-{day}")
+                          properties_java_options(SPARK_PROPERTIES), f"{DATA_RUN}-{day}")
     command = spark_submit_preprocess(spec, [day], archive_dir=work / "jobs", validated=True, cost_run=DATA_RUN,
                                       java_options=jvm.java_options)
     job = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -18,6 +18,7 @@ from recdp.jobs.jvm import (
     java_home,
     keep_archive,
     plan_driver_jvm,
+    properties_java_options,
     read_properties,
     runtime_key,
 )
@@ -91,7 +92,7 @@ def test_the_archive_belongs_to_one_jdk_and_one_spark(tmp_path, fake_runtime):
 
 
 def test_the_properties_file_is_read_as_spark_reads_it(tmp_path):
-    assert read_properties(PROPERTIES)[JAVA_OPTIONS_KEY] == "-XX:+UseParallelGC"
+    assert read_properties(PROPERTIES)[JAVA_OPTIONS_KEY] == properties_java_options(PROPERTIES) == "-XX:+UseParallelGC"
     written = tmp_path / "spark.conf"
     written.write_text("# comment\n! also a comment\n\nspark.a   1\nspark.b=two words\nspark.c\n")
     assert read_properties(written) == {"spark.a": "1", "spark.b": "two words", "spark.c": ""}

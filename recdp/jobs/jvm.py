@@ -80,6 +80,11 @@ def read_properties(path: Path) -> dict[str, str]:
     return properties
 
 
+def properties_java_options(path: Path) -> str:
+    """The driver's Java options a Spark properties file sets (empty when it sets none)."""
+    return read_properties(path).get(JAVA_OPTIONS_KEY, "")
+
+
 def plan_driver_jvm(cache: Path, rows: int | None, base_options: str, run: str,
                     java: Path | None = None, spark: Path | None = None) -> DriverJvm:
     """The driver's Java options for a day of `rows` rows (None: unknown, so the default JIT): `base_options`

@@ -315,13 +315,13 @@ def one_task_day(spark: SparkSession, raw_bytes: int) -> bool:
 
 
 @contextmanager
-def _balanced_splits(spark: SparkSession, raw_bytes: int, files: int) -> Iterator[None]:
+def _balanced_splits(spark: SparkSession, raw_bytes: int, files: int, one_task: bool) -> Iterator[None]:
     """The day's scans cut by `balanced_split_bytes` under the session's own maximum (a one-task day: one
     split, whatever the number of slots or files), restored afterwards. Each pass reads the settings when it
     plans its scan; days run one after another on the driver's thread."""
     # What the session set itself (None: Spark's default), to restore; not the defaults, which would then stick.
     configured = {key: spark.conf.get(key, None) for key in (MAX_SPLIT_SETTING, MIN_PARTITIONS_SETTING)}
-    if one_task_day(spark, raw_bytes):
+    if one_task:
         # Spark packs files into a split up to its size, counting each file's open cost besides its bytes.
         size = raw_bytes + files * spark_bytes(spark.conf.get(OPEN_COST_SETTING))
         spark.conf.set(MIN_PARTITIONS_SETTING, "1")
@@ -346,7 +346,7 @@ def process_day(spark: SparkSession, spec: DatasetSpec, root: DataRoot, day: dt.
     files = partition_files(spec, root.raw(spec.name, day))
     raw_bytes = sum(f.stat().st_size for f in files)
     one_task = one_task_day(spark, raw_bytes)  # before _balanced_splits changes the session's maximum
-    with _balanced_splits(spark, raw_bytes, len(files)):
+    with _balanced_splits(spark, raw_bytes, len(files), one_task):
         return _process_files(spark, spec, root, day, files, raw_bytes, workers, one_task)
 
 
